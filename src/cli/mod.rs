@@ -1,0 +1,206 @@
+//! The command line. It only reads files, calls the library's stages and prints; every decision
+//! about a spec is made by the stages.
+
+use crate::diag::{Diagnostics, RenderStyle};
+use crate::source::SourceFile;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit codes: 0 success, 1 the spec has errors, 2 usage errors (bad flags, unreadable files).
+pub const EXIT_SPEC_ERRORS: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ebmc",
+    version,
+    about = "A compiler and runtime for latent-variable energy-based models",
+    long_about = "ebmc checks a model spec (YAML with math in a small expression language), compiles it \
+                  into a computation graph and runs its learning algorithm.",
+    after_help = "Examples:\n  ebmc check specs/lebm_digits.yaml\n  ebmc schema > ebmc.schema.json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// When to color diagnostics.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check specs and print every diagnostic (exit 0 when clean, 1 when a spec has errors).
+    #[command(
+        after_help = "Examples:\n  ebmc check specs/cebm_gmm.yaml\n  ebmc check specs/*.yaml --format json"
+    )]
+    Check {
+        /// Spec files to check.
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<PathBuf>,
+        /// `human`: rendered diagnostics; `json`: one JSON object per spec (for editors and CI).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Print the JSON Schema of the spec format (for editor completion).
+    #[command(
+        after_help = "Example (VS Code with the YAML extension):\n  ebmc schema > ebmc.schema.json\n  \
+                            # then in a spec:  # yaml-language-server: $schema=ebmc.schema.json"
+    )]
+    Schema,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    let style = render_style(cli.color);
+    match cli.command {
+        Command::Check { specs, format } => check(&specs, format, style),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::spec::json_schema())
+                    .expect("a JSON value serializes")
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn render_style(color: Color) -> RenderStyle {
+    let colored = match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    if colored {
+        RenderStyle::Fancy
+    } else {
+        RenderStyle::Plain
+    }
+}
+
+/// Reads a spec file; an unreadable file is a usage error printed here.
+pub fn read_spec(path: &Path) -> Result<SourceFile, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
+            Err(e) => Err(format!(
+                "error[ebmc::cli::not_utf8]: {} is not UTF-8 text (invalid byte at offset {})\n  help: save the spec as UTF-8",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            )),
+        },
+        Err(e) => Err(format!(
+            "error[ebmc::cli::read_file]: cannot read {}: {}\n  help: {}",
+            path.display(),
+            e,
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "check the path; specs live in `specs/`"
+            } else {
+                "check the file's permissions"
+            }
+        )),
+    }
+}
+
+fn check(specs: &[PathBuf], format: Format, style: RenderStyle) -> ExitCode {
+    let mut worst = 0u8;
+    for path in specs {
+        let source = match read_spec(path) {
+            Ok(s) => s,
+            Err(msg) => {
+                eprintln!("{msg}");
+                worst = worst.max(EXIT_USAGE);
+                continue;
+            }
+        };
+        let result = crate::check_source(&source);
+        match format {
+            Format::Human => match &result {
+                Ok(spec) => println!(
+                    "{}: ok — `{}`, {} variables, {} networks, {}",
+                    path.display(),
+                    spec.name,
+                    spec.variables.len(),
+                    spec.networks.len(),
+                    spec.learn.algorithm.name()
+                ),
+                Err(diags) => {
+                    eprint!("{}", diags.render(style));
+                    eprintln!(
+                        "{}: {} error{}",
+                        path.display(),
+                        diags.len(),
+                        if diags.len() == 1 { "" } else { "s" }
+                    );
+                }
+            },
+            Format::Json => println!("{}", json_report(path, result.as_ref().err())),
+        }
+        if result.is_err() {
+            worst = worst.max(EXIT_SPEC_ERRORS);
+        }
+    }
+    ExitCode::from(worst)
+}
+
+/// `{"file": ..., "ok": bool, "diagnostics": [{"code", "message", "help", "labels": [{"start", "end", "line", "column", "label"}]}]}`
+fn json_report(path: &Path, diags: Option<&Diagnostics>) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = diags.map_or(Vec::new(), |d| {
+        let text = &d.source.text;
+        d.items
+            .iter()
+            .map(|item| {
+                let labels: Vec<serde_json::Value> = item
+                    .labels()
+                    .map(|ls| {
+                        ls.map(|l| {
+                            let (line, column) = line_col(text, l.offset());
+                            serde_json::json!({
+                                "start": l.offset(), "end": l.offset() + l.len(),
+                                "line": line, "column": column, "label": l.label(),
+                            })
+                        })
+                        .collect()
+                    })
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "code": item.code().map(|c| c.to_string()),
+                    "message": item.to_string(),
+                    "help": item.help().map(|h| h.to_string()),
+                    "labels": labels,
+                })
+            })
+            .collect()
+    });
+    serde_json::json!({ "file": path.display().to_string(), "ok": diags.is_none(), "diagnostics": items })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
