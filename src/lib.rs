@@ -6,7 +6,10 @@
 
 pub mod check;
 pub mod cli;
+pub mod derive;
 pub mod diag;
+pub mod ir;
+pub mod lower;
 pub mod source;
 pub mod spec;
 pub mod syntax;
@@ -32,4 +35,15 @@ pub fn check_source(source: &SourceFile) -> Result<check::CheckedSpec, Diagnosti
             Err(diags)
         }
     }
+}
+
+/// Checks, lowers and derives: the program `ebmc ir` prints and the runtime executes.
+pub fn compile_source(source: &SourceFile) -> Result<(check::CheckedSpec, ir::Program), Diagnostics> {
+    let spec = check_source(source)?;
+    let mut program = lower::lower(&spec);
+    derive::derive(&mut program, &spec);
+    if let Err(e) = ir::validate::validate(&program) {
+        panic!("{e}");
+    }
+    Ok((spec, program))
 }

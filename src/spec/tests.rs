@@ -688,6 +688,8 @@ fn null_values_are_reported_on_the_key() {
         ["ebmc::spec::empty_value", "ebmc::spec::empty_value"]
     );
     assert_eq!(at(text, e[0].span()), "z");
+    assert_eq!(at(text, e[1].span()), "-");
+    assert_eq!(e[1].to_string(), "an item of `evaluate` has no value");
 }
 
 #[test]
