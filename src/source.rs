@@ -60,7 +60,7 @@ impl SourceFile {
 
     /// The file as miette source code, for attaching to a report.
     pub fn named_source(&self) -> miette::NamedSource<String> {
-        miette::NamedSource::new(self.name.to_string(), self.text.to_string())
+        miette::NamedSource::new(&*self.name, self.text.to_string())
     }
 }
 

@@ -50,6 +50,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Compile a spec and print its IR: every function, the derived ones (marginals, classifier,
+    /// closed-form posterior, input gradients) and the learning plan.
+    #[command(after_help = "Examples:\n  ebmc ir specs/cebm_gmm.yaml\n  ebmc ir specs/ssl_digits.yaml | less")]
+    Ir {
+        /// The spec to compile.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+    },
     /// Print the JSON Schema of the spec format (for editor completion).
     #[command(
         after_help = "Example (VS Code with the YAML extension):\n  ebmc schema > ebmc.schema.json\n  \
@@ -76,6 +84,7 @@ pub fn main() -> ExitCode {
     let style = render_style(cli.color);
     match cli.command {
         Command::Check { specs, format } => check(&specs, format, style),
+        Command::Ir { spec } => ir(&spec, style),
         Command::Schema => {
             println!(
                 "{}",
@@ -199,8 +208,33 @@ fn json_report(path: &Path, diags: Option<&Diagnostics>) -> serde_json::Value {
 
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+fn ir(path: &Path, style: RenderStyle) -> ExitCode {
+    let source = match read_spec(path) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match crate::compile_source(&source) {
+        Ok((_, program)) => {
+            print!("{}", crate::ir::print::print(&program));
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            eprint!("{}", diags.render(style));
+            eprintln!("{}: {} error{}", path.display(), diags.len(), if diags.len() == 1 { "" } else { "s" });
+            ExitCode::from(EXIT_SPEC_ERRORS)
+        }
+    }
 }
