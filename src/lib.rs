@@ -10,6 +10,7 @@ pub mod derive;
 pub mod diag;
 pub mod ir;
 pub mod lower;
+pub mod runtime;
 pub mod source;
 pub mod spec;
 pub mod syntax;

@@ -99,7 +99,7 @@ fn schema_is_json_schema_of_the_spec_format() {
 
 #[test]
 fn every_subcommand_explains_itself_with_an_example() {
-    for sub in ["check", "schema"] {
+    for sub in ["check", "ir", "schema"] {
         let out = ebmc(&[sub, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         let help = text(&out.stdout);
@@ -134,4 +134,25 @@ fn every_shipped_spec_checks_from_the_command_line() {
     args.extend(specs.iter().map(String::as_str));
     let out = ebmc(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn every_error_case_exits_1_from_the_command_line() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/err");
+    for e in std::fs::read_dir(dir).expect("error cases exist") {
+        let path = e.expect("entry").path();
+        let out = ebmc(&["check", path.to_str().expect("utf-8 path")]);
+        assert_eq!(out.status.code(), Some(1), "{}: {}", path.display(), text(&out.stderr));
+        assert!(text(&out.stderr).contains("ebmc::"), "{}: no coded diagnostic", path.display());
+    }
+}
+
+#[test]
+fn ir_prints_the_compiled_program() {
+    let out = ebmc(&["ir", "specs/lebm_digits.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ir = text(&out.stdout);
+    assert!(ir.starts_with("program lebm_digits"), "{ir}");
+    assert!(ir.contains("plan"), "{ir}");
+    assert_eq!(ebmc(&["ir", "tests/cases/err/tab_indent.yaml"]).status.code(), Some(1));
 }
