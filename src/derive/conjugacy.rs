@@ -47,13 +47,23 @@ pub fn derive(program: &mut Program, spec: &CheckedSpec) {
     if spec.model.energy.is_none() {
         return;
     }
-    let fname = if program.function("energy_table").is_some() { "energy_table" } else { "energy" };
-    let Some(f) = program.function(fname) else { return };
+    let fname = if program.function("energy_table").is_some() {
+        "energy_table"
+    } else {
+        "energy"
+    };
+    let Some(f) = program.function(fname) else {
+        return;
+    };
     let latents: Vec<String> = f
         .inputs
         .iter()
         .map(|(n, _)| n.clone())
-        .filter(|n| spec.variables.iter().any(|v| v.name == *n && !v.observed && v.is_continuous()))
+        .filter(|n| {
+            spec.variables
+                .iter()
+                .any(|v| v.name == *n && !v.observed && v.is_continuous())
+        })
         .collect();
     match latents.as_slice() {
         [] => {}
@@ -72,7 +82,10 @@ pub fn derive(program: &mut Program, spec: &CheckedSpec) {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Functions emitted; `proved` tells whether η2 < 0 was proved (else a guard was inserted).
-    Conjugate { proved: bool, mixture: Option<usize> },
+    Conjugate {
+        proved: bool,
+        mixture: Option<usize>,
+    },
     /// No closed form; the reason (also in `program.notes`).
     NotConjugate(String),
     /// Nothing to do (no energy function, z not among its inputs, functions already present).
@@ -89,14 +102,23 @@ pub fn derive_for(program: &mut Program, latent: &str) -> Outcome {
     } else {
         return Outcome::Skipped;
     };
-    if ["posterior_natural", "posterior_mean_std", "marginal_energy"].iter().any(|n| program.function(n).is_some()) {
+    if ["posterior_natural", "posterior_mean_std", "marginal_energy"]
+        .iter()
+        .any(|n| program.function(n).is_some())
+    {
         return Outcome::Skipped;
     }
     let f = program.function(fname).expect("checked above").clone();
-    let Some(&(_, z)) = f.inputs.iter().find(|(n, _)| n == latent) else { return Outcome::Skipped };
-    let Some(&(_, out)) = f.outputs.first() else { return Outcome::Skipped };
+    let Some(&(_, z)) = f.inputs.iter().find(|(n, _)| n == latent) else {
+        return Outcome::Skipped;
+    };
+    let Some(&(_, out)) = f.outputs.first() else {
+        return Outcome::Skipped;
+    };
     let zshape = program.node(z).shape.clone();
-    let result = if zshape.dims.len() != 1 {
+    let result = if mixture && !is_mixture_marginal(program, out) {
+        Err("`energy` is not −logsumexp_k(−energy_table) + log K, so the mixture marginal cannot be read off the table".into())
+    } else if zshape.dims.len() != 1 {
         Err(format!(
             "{latent} has shape {zshape}; the per-dimension analysis handles a vector latent (one event axis)"
         ))
@@ -110,10 +132,44 @@ pub fn derive_for(program: &mut Program, latent: &str) -> Outcome {
             Outcome::NotConjugate(reason)
         }
         Ok(natural) => {
-            let inputs: Vec<(String, NodeId)> = f.inputs.iter().filter(|(n, _)| n != latent).cloned().collect();
+            let inputs: Vec<(String, NodeId)> = f
+                .inputs
+                .iter()
+                .filter(|(n, _)| n != latent)
+                .cloned()
+                .collect();
             emit(program, fname, latent, inputs, natural)
         }
     }
+}
+
+/// Whether `energy` is `−logsumexp_k(−table) + log K` (the lowering's symbol marginalization), so that
+/// the closed-form marginal over z follows component by component.
+fn is_mixture_marginal(p: &Program, table: NodeId) -> bool {
+    let Some(k) = p.node(table).shape.dims.first().copied() else {
+        return false;
+    };
+    let Some(&(_, out)) = p.function("energy").and_then(|f| f.outputs.first()) else {
+        return false;
+    };
+    let is = |id: NodeId, op: &Op| p.node(id).op == *op;
+    let n = p.node(out);
+    if !is(out, &Op::Binary(Binary::Add)) {
+        return false;
+    }
+    let (neg_lse, log_k) = (n.inputs[0], n.inputs[1]);
+    let Op::Const(c) = p.node(log_k).op else {
+        return false;
+    };
+    if (c - (k as f64).ln()).abs() > 1e-12 || !is(neg_lse, &Op::Unary(Unary::Neg)) {
+        return false;
+    }
+    let lse = p.node(neg_lse).inputs[0];
+    if !is(lse, &Op::LogSumExp { axis: 0 }) {
+        return false;
+    }
+    let neg_table = p.node(lse).inputs[0];
+    is(neg_table, &Op::Unary(Unary::Neg)) && p.node(neg_table).inputs[0] == table
 }
 
 type R<T> = Result<T, String>;
@@ -127,7 +183,9 @@ struct Poly {
 
 impl Poly {
     fn constant(c: NodeId) -> Self {
-        Poly { c: [Some(c), None, None] }
+        Poly {
+            c: [Some(c), None, None],
+        }
     }
     fn degree(&self) -> usize {
         (0..3).rev().find(|&i| self.c[i].is_some()).unwrap_or(0)
@@ -164,7 +222,13 @@ fn analyse(program: &mut Program, z: NodeId, d: usize, out: NodeId, mixture: boo
     let order = reachable(program, [out]);
     let out_shape = program.node(out).shape.clone();
     let mut b = Builder::new(program);
-    let mut a = Analyzer { b: &mut b, dep, d, vals: HashMap::new(), z };
+    let mut a = Analyzer {
+        b: &mut b,
+        dep,
+        d,
+        vals: HashMap::new(),
+        z,
+    };
     for id in order {
         if !a.dep[id.index()] {
             continue;
@@ -174,20 +238,33 @@ fn analyse(program: &mut Program, z: NodeId, d: usize, out: NodeId, mixture: boo
     }
     let p = match a.get(out) {
         Val::Free => return Err("the energy does not depend on it".into()),
-        Val::Elem(_) => return Err("the energy is not one number per example in it (internal shape)".into()),
+        Val::Elem(_) => {
+            return Err("the energy is not one number per example in it (internal shape)".into());
+        }
         Val::Summed(p) => p,
     };
     let expected = if mixture { 1 } else { 0 };
     if out_shape.dims.len() != expected {
-        return Err(format!("the energy has shape {out_shape}, expected one number per example"));
+        return Err(format!(
+            "the energy has shape {out_shape}, expected one number per example"
+        ));
     }
     let eta1 = a.c_neg(p.c[1]);
     let eta2 = a.c_neg(p.c[2]);
     let c0 = a.c_neg(p.c[0]);
     let Some(eta2) = eta2 else {
-        return Err("−E has no z² term, so exp(−E) is not integrable in z (no Gaussian posterior)".into());
+        return Err(
+            "−E has no z² term, so exp(−E) is not integrable in z (no Gaussian posterior)".into(),
+        );
     };
-    Ok(Natural { eta1, eta2, c0, mixture: mixture.then(|| out_shape.dims[0]), out_shape, d })
+    Ok(Natural {
+        eta1,
+        eta2,
+        c0,
+        mixture: mixture.then(|| out_shape.dims[0]),
+        out_shape,
+        d,
+    })
 }
 
 struct Analyzer<'a, 'p> {
@@ -205,13 +282,18 @@ fn op_text(op: &Op) -> String {
         other => other.name(),
     };
     match op {
-        Op::Linear | Op::MatMul | Op::Conv2d { .. } | Op::ConvTranspose2d { .. } => format!("`{name}` (a network)"),
+        Op::Linear | Op::MatMul | Op::Conv2d { .. } | Op::ConvTranspose2d { .. } => {
+            format!("`{name}` (a network)")
+        }
         _ => format!("`{name}`"),
     }
 }
 
 fn not_poly(op: &Op) -> String {
-    format!("z enters through {}, which is not a polynomial of degree ≤ 2 in z", op_text(op))
+    format!(
+        "z enters through {}, which is not a polynomial of degree ≤ 2 in z",
+        op_text(op)
+    )
 }
 
 impl Analyzer<'_, '_> {
@@ -319,8 +401,12 @@ impl Analyzer<'_, '_> {
             r = self.b.sum(r, own.clone());
         }
         if !drop.is_empty() {
-            let keep: Vec<usize> =
-                cs.iter().enumerate().filter(|(i, _)| !own.contains(i) && !drop.contains(i)).map(|(_, d)| *d).collect();
+            let keep: Vec<usize> = cs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !own.contains(i) && !drop.contains(i))
+                .map(|(_, d)| *d)
+                .collect();
             r = self.b.reshape(r, keep);
         }
         if mult != 1.0 {
@@ -350,7 +436,11 @@ impl Analyzer<'_, '_> {
     fn coef_unsqueeze(&mut self, c: NodeId, rank: usize, axis: usize) -> NodeId {
         let rc = self.shape(c).dims.len();
         let off = rank - rc;
-        if axis <= off { c } else { unsqueeze(self.b, c, axis - off) }
+        if axis <= off {
+            c
+        } else {
+            unsqueeze(self.b, c, axis - off)
+        }
     }
 
     /// `c` (broadcasting to `from`) reshaped to `to`; both end in the same (z) axis.
@@ -366,7 +456,9 @@ impl Analyzer<'_, '_> {
             let last = *cs.last().expect("nonempty");
             return Ok(self.b.reshape(c, vec![last]));
         }
-        Err(format!("`reshape` of {what} with a broadcast coefficient is not supported"))
+        Err(format!(
+            "`reshape` of {what} with a broadcast coefficient is not supported"
+        ))
     }
 
     /// A z-free node as coefficients of `s` segments of its last axis.
@@ -377,7 +469,10 @@ impl Analyzer<'_, '_> {
         }
         let last = *dims.last().expect("nonempty");
         if last != s * self.d {
-            return Err(format!("a value of shape {} does not line up with z's coordinates", self.shape(f)));
+            return Err(format!(
+                "a value of shape {} does not line up with z's coordinates",
+                self.shape(f)
+            ));
         }
         let mut to = dims[..dims.len() - 1].to_vec();
         to.extend([s, self.d]);
@@ -394,11 +489,19 @@ impl Analyzer<'_, '_> {
     // ---- polynomial algebra ------------------------------------------------------------------
 
     fn p_neg(&mut self, p: &Poly) -> Poly {
-        Poly { c: [self.c_neg(p.c[0]), self.c_neg(p.c[1]), self.c_neg(p.c[2])] }
+        Poly {
+            c: [self.c_neg(p.c[0]), self.c_neg(p.c[1]), self.c_neg(p.c[2])],
+        }
     }
 
     fn p_add(&mut self, p: &Poly, q: &Poly) -> Poly {
-        Poly { c: [self.c_add(p.c[0], q.c[0]), self.c_add(p.c[1], q.c[1]), self.c_add(p.c[2], q.c[2])] }
+        Poly {
+            c: [
+                self.c_add(p.c[0], q.c[0]),
+                self.c_add(p.c[1], q.c[1]),
+                self.c_add(p.c[2], q.c[2]),
+            ],
+        }
     }
 
     fn p_mul(&mut self, p: &Poly, q: &Poly, op: &Op) -> R<Poly> {
@@ -439,18 +542,30 @@ impl Analyzer<'_, '_> {
             None => None,
         };
         let ab = self.c_mul(p.c[0], p.c[1]);
-        Ok(Poly { c: [sq(self, p.c[0]), self.c_scale(ab, 2.0), sq(self, p.c[1])] })
+        Ok(Poly {
+            c: [sq(self, p.c[0]), self.c_scale(ab, 2.0), sq(self, p.c[1])],
+        })
     }
 
     /// Every coefficient times the z-free `f` (per-dimension vectors take `f` with a trailing axis).
     fn p_scale_summed(&mut self, p: &Poly, f: NodeId, div: bool) -> Poly {
         let fv = self.unsq_last(f);
-        let c0 = if div { self.c_div(p.c[0], f) } else { self.c_mul(p.c[0], Some(f)) };
+        let c0 = if div {
+            self.c_div(p.c[0], f)
+        } else {
+            self.c_mul(p.c[0], Some(f))
+        };
         let mut rest = [None, None];
         for (k, slot) in rest.iter_mut().enumerate() {
-            *slot = if div { self.c_div(p.c[k + 1], fv) } else { self.c_mul(p.c[k + 1], Some(fv)) };
+            *slot = if div {
+                self.c_div(p.c[k + 1], fv)
+            } else {
+                self.c_mul(p.c[k + 1], Some(fv))
+            };
         }
-        Poly { c: [c0, rest[0], rest[1]] }
+        Poly {
+            c: [c0, rest[0], rest[1]],
+        }
     }
 
     // ---- the rules --------------------------------------------------------------------------
@@ -460,7 +575,9 @@ impl Analyzer<'_, '_> {
         let ins = node.inputs.clone();
         let out_dims = node.shape.dims.clone();
         match &node.op {
-            Op::Input(_) if id == self.z => Ok(Val::Elem(vec![Poly { c: [None, Some(self.b.constant(1.0)), None] }])),
+            Op::Input(_) if id == self.z => Ok(Val::Elem(vec![Poly {
+                c: [None, Some(self.b.constant(1.0)), None],
+            }])),
             Op::Unary(Unary::Neg) => Ok(match self.get(ins[0]) {
                 Val::Free => Val::Free,
                 Val::Elem(segs) => Val::Elem(segs.iter().map(|p| self.p_neg(p)).collect()),
@@ -469,7 +586,10 @@ impl Analyzer<'_, '_> {
             Op::Unary(Unary::Sqr) => self.square(ins[0], &node.op),
             Op::Binary(Binary::Pow) => {
                 if self.dep[ins[1].index()] {
-                    return Err(format!("z appears in the exponent of {}", op_text(&node.op)));
+                    return Err(format!(
+                        "z appears in the exponent of {}",
+                        op_text(&node.op)
+                    ));
                 }
                 match self.konst(ins[1]) {
                     Some(1.0) => Ok(self.get(ins[0])),
@@ -492,7 +612,10 @@ impl Analyzer<'_, '_> {
             }
             Op::Binary(Binary::Div) => {
                 if self.dep[ins[1].index()] {
-                    return Err(format!("z appears in a divisor ({}), which is not a polynomial in z", op_text(&node.op)));
+                    return Err(format!(
+                        "z appears in a divisor ({}), which is not a polynomial in z",
+                        op_text(&node.op)
+                    ));
                 }
                 let f = ins[1];
                 let r = match self.get(ins[0]) {
@@ -501,7 +624,9 @@ impl Analyzer<'_, '_> {
                         let fs = self.split(f, segs.len())?;
                         let mut out = Vec::new();
                         for (p, fseg) in segs.iter().zip(fs) {
-                            out.push(Poly { c: [0, 1, 2].map(|k| self.c_div(p.c[k], fseg)) });
+                            out.push(Poly {
+                                c: [0, 1, 2].map(|k| self.c_div(p.c[k], fseg)),
+                            });
                         }
                         Val::Elem(out)
                     }
@@ -521,7 +646,9 @@ impl Analyzer<'_, '_> {
                 self.check_elem(&v, &out_dims, &node.op)?;
                 Ok(v)
             }
-            Op::Linear | Op::MatMul | Op::Conv2d { .. } | Op::ConvTranspose2d { .. } => Err(not_poly(&node.op)),
+            Op::Linear | Op::MatMul | Op::Conv2d { .. } | Op::ConvTranspose2d { .. } => {
+                Err(not_poly(&node.op))
+            }
             other => Err(not_poly(other)),
         }
     }
@@ -531,7 +658,10 @@ impl Analyzer<'_, '_> {
         if let Val::Elem(segs) = v
             && out_dims.last() != Some(&(segs.len() * self.d))
         {
-            return Err(format!("{} broadcasts z's coordinates along another axis", op_text(op)));
+            return Err(format!(
+                "{} broadcasts z's coordinates along another axis",
+                op_text(op)
+            ));
         }
         Ok(())
     }
@@ -571,17 +701,32 @@ impl Analyzer<'_, '_> {
             (Val::Free, Val::Summed(q)) => Ok(Val::Summed(sum(self, &Poly::constant(x), &q))),
             (Val::Elem(p), Val::Elem(q)) => {
                 if p.len() != q.len() {
-                    return Err(format!("{} combines stats-like values of different lengths", op_text(op)));
+                    return Err(format!(
+                        "{} combines stats-like values of different lengths",
+                        op_text(op)
+                    ));
                 }
-                Ok(Val::Elem(p.iter().zip(&q).map(|(p, q)| sum(self, p, q)).collect()))
+                Ok(Val::Elem(
+                    p.iter().zip(&q).map(|(p, q)| sum(self, p, q)).collect(),
+                ))
             }
             (Val::Elem(p), Val::Free) => {
                 let fs = self.split(y, p.len())?;
-                Ok(Val::Elem(p.iter().zip(fs).map(|(p, f)| sum(self, p, &Poly::constant(f))).collect()))
+                Ok(Val::Elem(
+                    p.iter()
+                        .zip(fs)
+                        .map(|(p, f)| sum(self, p, &Poly::constant(f)))
+                        .collect(),
+                ))
             }
             (Val::Free, Val::Elem(q)) => {
                 let fs = self.split(x, q.len())?;
-                Ok(Val::Elem(q.iter().zip(fs).map(|(q, f)| sum(self, &Poly::constant(f), q)).collect()))
+                Ok(Val::Elem(
+                    q.iter()
+                        .zip(fs)
+                        .map(|(q, f)| sum(self, &Poly::constant(f), q))
+                        .collect(),
+                ))
             }
             _ => Err(format!(
                 "{} combines a sum over z's coordinates with a per-coordinate function of z; this form is not supported",
@@ -606,7 +751,10 @@ impl Analyzer<'_, '_> {
             },
             (Val::Elem(p), Val::Elem(q)) => {
                 if p.len() != q.len() {
-                    return Err(format!("{} combines stats-like values of different lengths", op_text(op)));
+                    return Err(format!(
+                        "{} combines stats-like values of different lengths",
+                        op_text(op)
+                    ));
                 }
                 let mut out = Vec::new();
                 for (p, q) in p.iter().zip(&q) {
@@ -649,11 +797,10 @@ impl Analyzer<'_, '_> {
                 let others: Vec<usize> = axes.iter().copied().filter(|a| *a != r - 1).collect();
                 let mut out = Vec::new();
                 for p in &segs {
-                    let c0 = match p.c[0] {
-                        Some(c) => Some(self.coef_sum(c, &full, axes)),
-                        None => None,
+                    let c0 = p.c[0].map(|c| self.coef_sum(c, &full, axes));
+                    let mut q = Poly {
+                        c: [c0, None, None],
                     };
-                    let mut q = Poly { c: [c0, None, None] };
                     for k in 1..3 {
                         let ax = if over_z { &others } else { axes };
                         q.c[k] = p.c[k].map(|c| self.coef_sum(c, &full, ax));
@@ -722,7 +869,10 @@ impl Analyzer<'_, '_> {
             Val::Free => Ok(Val::Free),
             Val::Elem(segs) => {
                 if axis >= r {
-                    return Err(format!("{} moves z's coordinates off the last axis", op_text(op)));
+                    return Err(format!(
+                        "{} moves z's coordinates off the last axis",
+                        op_text(op)
+                    ));
                 }
                 let mut out = Vec::new();
                 for p in &segs {
@@ -750,7 +900,10 @@ impl Analyzer<'_, '_> {
             Val::Elem(segs) => {
                 let last = segs.len() * self.d;
                 if from.last() != Some(&last) || to.last() != Some(&last) {
-                    return Err(format!("{} mixes z's coordinates with other axes", op_text(op)));
+                    return Err(format!(
+                        "{} mixes z's coordinates with other axes",
+                        op_text(op)
+                    ));
                 }
                 let mut ffrom = from.clone();
                 *ffrom.last_mut().expect("nonempty") = self.d;
@@ -761,7 +914,12 @@ impl Analyzer<'_, '_> {
                     let mut q = Poly::default();
                     for k in 0..3 {
                         q.c[k] = match p.c[k] {
-                            Some(c) => Some(self.coef_reshape(c, &ffrom, &fto, "an elementwise function of z")?),
+                            Some(c) => Some(self.coef_reshape(
+                                c,
+                                &ffrom,
+                                &fto,
+                                "an elementwise function of z",
+                            )?),
                             None => None,
                         };
                     }
@@ -778,9 +936,16 @@ impl Analyzer<'_, '_> {
                     None => None,
                     Some(c) if self.shape(c).dims == from => Some(self.b.reshape(c, to.to_vec())),
                     Some(c) if self.shape(c).numel() == 1 => Some(self.b.reshape(c, vec![])),
-                    Some(_) => return Err(format!("{} of a sum over z with a broadcast term is not supported", op_text(op))),
+                    Some(_) => {
+                        return Err(format!(
+                            "{} of a sum over z with a broadcast term is not supported",
+                            op_text(op)
+                        ));
+                    }
                 };
-                let mut q = Poly { c: [c0, None, None] };
+                let mut q = Poly {
+                    c: [c0, None, None],
+                };
                 for k in 1..3 {
                     q.c[k] = match p.c[k] {
                         Some(c) => Some(self.coef_reshape(c, &ffrom, &fto, "a sum over z")?),
@@ -810,7 +975,10 @@ impl Analyzer<'_, '_> {
                 Val::Free => {
                     let last = self.shape(*i).dims.last().copied().unwrap_or(1);
                     if last % self.d != 0 {
-                        return Err(format!("{} joins z with a value that does not line up with z's coordinates", op_text(op)));
+                        return Err(format!(
+                            "{} joins z with a value that does not line up with z's coordinates",
+                            op_text(op)
+                        ));
                     }
                     for f in self.split(*i, last / self.d)? {
                         segs.push(Poly::constant(f));
@@ -838,13 +1006,21 @@ fn unsqueeze(b: &mut Builder, x: NodeId, axis: usize) -> NodeId {
 }
 
 fn broadcast_to(b: &mut Builder, x: NodeId, shape: &Shape) -> NodeId {
-    if b.shape(x) == shape { x } else { b.node(Op::Broadcast, vec![x], shape.clone()) }
+    if b.shape(x) == shape {
+        x
+    } else {
+        b.node(Op::Broadcast, vec![x], shape.clone())
+    }
 }
 
 /// `−x`, reusing the operand of a negation.
 fn neg(b: &mut Builder, x: NodeId) -> NodeId {
     let n = b.program.node(x);
-    if n.op == Op::Unary(Unary::Neg) && n.shape == *b.shape(n.inputs[0]) { n.inputs[0] } else { b.neg(x) }
+    if n.op == Op::Unary(Unary::Neg) && n.shape == *b.shape(n.inputs[0]) {
+        n.inputs[0]
+    } else {
+        b.neg(x)
+    }
 }
 
 fn reduce(b: &mut Builder, op: Op, x: NodeId, axis: usize) -> NodeId {
@@ -855,7 +1031,13 @@ fn reduce(b: &mut Builder, op: Op, x: NodeId, axis: usize) -> NodeId {
 
 // ---- emitting the functions -----------------------------------------------------------------------
 
-fn emit(program: &mut Program, source: &str, latent: &str, inputs: Vec<(String, NodeId)>, n: Natural) -> Outcome {
+fn emit(
+    program: &mut Program,
+    source: &str,
+    latent: &str,
+    inputs: Vec<(String, NodeId)>,
+    n: Natural,
+) -> Outcome {
     let domain = prove_negative(program, n.eta2);
     let mut b = Builder::new(program);
     let mut full = n.out_shape.clone();
@@ -927,7 +1109,11 @@ fn emit(program: &mut Program, source: &str, latent: &str, inputs: Vec<(String, 
             let neg = b.neg(lse);
             let log_k = b.constant((k as f64).ln());
             energy = b.add(neg, log_k);
-            let resp = b.node(Op::Softmax { axis: 0 }, vec![log_norm], b.shape(log_norm).clone());
+            let resp = b.node(
+                Op::Softmax { axis: 0 },
+                vec![log_norm],
+                b.shape(log_norm).clone(),
+            );
             mean_std_outputs.push(("responsibilities".to_string(), resp));
             mean_notes.push(format!(
                 "mean and std per component [B, K, D]; responsibilities = p(y = k | x) = softmax_k of log ∫ exp(−E(x, {latent}, y = k)) d{latent}; the runtime picks the arg-max component"
@@ -940,11 +1126,14 @@ fn emit(program: &mut Program, source: &str, latent: &str, inputs: Vec<(String, 
             energy = b.neg(log_norm);
         }
     }
-    marginal_notes.push("the ½ log π terms are kept, so E(x) is exact, not up to a constant".to_string());
+    marginal_notes
+        .push("the ½ log π terms are kept, so E(x) is exact, not up to a constant".to_string());
 
     let natural_notes = vec![
         form.clone(),
-        format!("q({latent} | x) ∝ exp(η1·{latent} + η2·{latent}²): eta1 = η1, eta2 = η2 (natural parameters)"),
+        format!(
+            "q({latent} | x) ∝ exp(η1·{latent} + η2·{latent}²): eta1 = η1, eta2 = η2 (natural parameters)"
+        ),
         domain_note.clone(),
     ];
     mean_notes.insert(0, form.clone());
@@ -958,12 +1147,25 @@ fn emit(program: &mut Program, source: &str, latent: &str, inputs: Vec<(String, 
         vec![("eta1".to_string(), eta1), ("eta2".to_string(), eta2)],
         natural_notes,
     );
-    b.function("posterior_mean_std", inputs.clone(), mean_std_outputs, mean_notes);
-    b.function("marginal_energy", inputs, vec![("energy".to_string(), energy)], marginal_notes);
+    b.function(
+        "posterior_mean_std",
+        inputs.clone(),
+        mean_std_outputs,
+        mean_notes,
+    );
+    b.function(
+        "marginal_energy",
+        inputs,
+        vec![("energy".to_string(), energy)],
+        marginal_notes,
+    );
     program.notes.push(format!(
         "closed-form posterior for {latent}: −E is quadratic in each {latent}_d; derived posterior_natural, posterior_mean_std, marginal_energy"
     ));
-    Outcome::Conjugate { proved: domain.is_ok(), mixture: n.mixture }
+    Outcome::Conjugate {
+        proved: domain.is_ok(),
+        mixture: n.mixture,
+    }
 }
 
 // ---- sign analysis --------------------------------------------------------------------------------
@@ -990,7 +1192,9 @@ impl Sign {
         }
     }
     fn singles(self) -> impl Iterator<Item = u8> {
-        [NEG, ZERO, POS].into_iter().filter(move |s| self.0 & s != 0)
+        [NEG, ZERO, POS]
+            .into_iter()
+            .filter(move |s| self.0 & s != 0)
     }
     fn map(self, f: impl Fn(u8) -> u8) -> Sign {
         Sign(self.singles().fold(0, |acc, s| acc | f(s)))
@@ -1055,7 +1259,9 @@ fn sign(p: &Program, id: NodeId, memo: &mut HashMap<NodeId, Sign>) -> Sign {
                 Unary::Neg => a.neg(),
                 Unary::Sqr => a.square(),
                 Unary::Exp | Unary::Softplus | Unary::Sigmoid => Sign(POS),
-                Unary::Sqrt | Unary::Relu | Unary::Step => Sign(if a == Sign(POS) { POS } else { ZERO | POS }),
+                Unary::Sqrt | Unary::Relu | Unary::Step => {
+                    Sign(if a == Sign(POS) { POS } else { ZERO | POS })
+                }
                 Unary::Tanh | Unary::LeakyRelu(_) => a,
                 Unary::Recip if a.0 & ZERO == 0 => a,
                 _ => ANY,
@@ -1070,8 +1276,8 @@ fn sign(p: &Program, id: NodeId, memo: &mut HashMap<NodeId, Sign>) -> Sign {
                 Binary::Div if c.0 & ZERO == 0 => a.mul(c),
                 Binary::Pow if a == Sign(POS) => Sign(POS),
                 Binary::Pow => match p.node(node.inputs[1]).op {
-                    Op::Const(e) if e == 2.0 => a.square(),
-                    Op::Const(e) if e == 1.0 => a,
+                    Op::Const(2.0) => a.square(),
+                    Op::Const(1.0) => a,
                     _ => ANY,
                 },
                 Binary::Max => a.pair(c, |x, y| x.max(y)),
@@ -1084,7 +1290,9 @@ fn sign(p: &Program, id: NodeId, memo: &mut HashMap<NodeId, Sign>) -> Sign {
             a.add(a)
         }
         Op::Select { .. } | Op::Reshape | Op::Unsqueeze { .. } | Op::Broadcast => arg(0, memo),
-        Op::Concat { .. } => (0..node.inputs.len()).fold(Sign(0), |acc, i| Sign(acc.0 | arg(i, memo).0)),
+        Op::Concat { .. } => {
+            (0..node.inputs.len()).fold(Sign(0), |acc, i| Sign(acc.0 | arg(i, memo).0))
+        }
         Op::Softmax { .. } => Sign(POS),
         Op::LogSoftmax { .. } => Sign(NEG | ZERO),
         _ => ANY,
@@ -1121,17 +1329,36 @@ fn prove_negative(p: &Program, eta2: NodeId) -> Result<String, String> {
             let s = sign(p, *id, &mut memo);
             let s = if *neg { s.neg() } else { s };
             let text = render(p, *id, 0);
-            (if *neg { format!("−{}", paren(p, *id, text)) } else { text }, s)
+            (
+                if *neg {
+                    format!("−{}", paren(p, *id, text))
+                } else {
+                    text
+                },
+                s,
+            )
         })
         .collect();
     let total = sign(p, eta2, &mut memo);
     let sum_text = described
         .iter()
         .enumerate()
-        .map(|(i, (t, _))| if i == 0 { t.clone() } else if let Some(r) = t.strip_prefix('−') { format!("− {r}") } else { format!("+ {t}") })
+        .map(|(i, (t, _))| {
+            if i == 0 {
+                t.clone()
+            } else if let Some(r) = t.strip_prefix('−') {
+                format!("− {r}")
+            } else {
+                format!("+ {t}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
-    let facts = described.iter().map(|(t, s)| format!("{t} {}", s.text())).collect::<Vec<_>>().join(", ");
+    let facts = described
+        .iter()
+        .map(|(t, s)| format!("{t} {}", s.text()))
+        .collect::<Vec<_>>()
+        .join(", ");
     if total == Sign(NEG) {
         let why = if described.len() > 1 {
             "a sum of terms ≤ 0 with at least one < 0 is < 0"
@@ -1140,10 +1367,15 @@ fn prove_negative(p: &Program, eta2: NodeId) -> Result<String, String> {
         };
         Ok(format!("η2 = {sum_text}, where {facts}; {why}"))
     } else {
-        let bad: Vec<String> =
-            described.iter().filter(|(_, s)| s.0 & (ZERO | POS) != 0).map(|(t, s)| format!("{t} {}", s.text())).collect();
+        let bad: Vec<String> = described
+            .iter()
+            .filter(|(_, s)| s.0 & (ZERO | POS) != 0)
+            .map(|(t, s)| format!("{t} {}", s.text()))
+            .collect();
         if described.iter().all(|(_, s)| s.0 & POS == 0) {
-            Err(format!("η2 = {sum_text} is only known to be ≤ 0: no term is strictly negative"))
+            Err(format!(
+                "η2 = {sum_text} is only known to be ≤ 0: no term is strictly negative"
+            ))
         } else {
             Err(format!("η2 = {sum_text}, where {}", bad.join(", ")))
         }
@@ -1207,7 +1439,11 @@ fn render(p: &Program, id: NodeId, depth: usize) -> String {
                             _ => None,
                         })
                         .collect();
-                    if args.is_empty() { format!("{net}(…)") } else { format!("{net}({})", args.join(", ")) }
+                    if args.is_empty() {
+                        format!("{net}(…)")
+                    } else {
+                        format!("{net}({})", args.join(", "))
+                    }
                 }
                 _ => format!("{}(…)", node.op.name()),
             }
@@ -1216,6 +1452,14 @@ fn render(p: &Program, id: NodeId, depth: usize) -> String {
         Op::Select { axis: 0, index } => format!("{}[{index}]", wrap(0)),
         Op::Select { axis, index } => format!("select({}, axis {axis}, {index})", arg(0)),
         Op::Sum { .. } => format!("sum({})", arg(0)),
-        other => format!("{}({})", other.name(), node.inputs.iter().map(|i| render(p, *i, depth + 1)).collect::<Vec<_>>().join(", ")),
+        other => format!(
+            "{}({})",
+            other.name(),
+            node.inputs
+                .iter()
+                .map(|i| render(p, *i, depth + 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }

@@ -30,8 +30,16 @@ mod gradients_tests;
 /// `marginal_energy_grad` where the conjugacy pass derived the marginal energy E(x), else `energy`
 /// → `energy_grad_x`. Missing functions are skipped.
 pub fn derive(program: &mut Program, spec: &CheckedSpec) {
-    let latent = spec.variables.iter().find(|v| !v.observed && v.is_continuous()).map(|v| v.name.clone());
-    let observed = spec.variables.iter().find(|v| v.observed && v.is_continuous()).map(|v| v.name.clone());
+    let latent = spec
+        .variables
+        .iter()
+        .find(|v| !v.observed && v.is_continuous())
+        .map(|v| v.name.clone());
+    let observed = spec
+        .variables
+        .iter()
+        .find(|v| v.observed && v.is_continuous())
+        .map(|v| v.name.clone());
     let data_space = if program.function("marginal_energy").is_some() {
         ("marginal_energy", observed.as_ref(), "marginal_energy_grad")
     } else {
@@ -71,7 +79,9 @@ pub fn input_gradient(program: &mut Program, function: &str, wrt: &str, new_name
         new_name,
         f.inputs.clone(),
         vec![("value".to_string(), out), (format!("grad_{wrt}"), grad)],
-        vec![format!("∂/∂{wrt} of {function} by reverse mode over the IR; no parameter gradients")],
+        vec![format!(
+            "∂/∂{wrt} of {function} by reverse mode over the IR; no parameter gradients"
+        )],
     );
     true
 }
@@ -133,6 +143,11 @@ fn accumulate(b: &mut Builder, parts: Vec<Adj>) -> Option<Adj> {
                 c += s;
                 has_scalar = true;
             }
+            // A constant node (of the node's rank 0) is a scalar adjoint.
+            Adj::Node(n) if const_of(b, n).is_some() => {
+                c += const_of(b, n).unwrap_or_default();
+                has_scalar = true;
+            }
             Adj::Node(n) => node = Some(node.map_or(n, |m| b.add(m, n))),
         }
     }
@@ -152,7 +167,10 @@ fn accumulate(b: &mut Builder, parts: Vec<Adj>) -> Option<Adj> {
 
 fn unsqueeze(b: &mut Builder, x: NodeId, axis: usize) -> NodeId {
     let mut s = b.shape(x).clone();
-    assert!(axis <= s.dims.len(), "internal error: unsqueeze axis {axis} out of range for {s}");
+    assert!(
+        axis <= s.dims.len(),
+        "internal error: unsqueeze axis {axis} out of range for {s}"
+    );
     s.dims.insert(axis, 1);
     b.node(Op::Unsqueeze { axis }, vec![x], s)
 }
@@ -204,23 +222,53 @@ fn zeros(b: &mut Builder, dims: Vec<usize>) -> NodeId {
 /// Prepends size-1 axes so that `x` has event rank `rank`.
 fn align_rank(b: &mut Builder, x: NodeId, rank: usize) -> NodeId {
     let s = b.shape(x).clone();
-    assert!(s.dims.len() <= rank, "internal error: adjoint of rank {} for a node of rank {rank}", s.dims.len());
+    assert!(
+        s.dims.len() <= rank,
+        "internal error: adjoint of rank {} for a node of rank {rank}",
+        s.dims.len()
+    );
     if s.dims.len() == rank {
         return x;
     }
     let mut dims = vec![1; rank - s.dims.len()];
     dims.extend(&s.dims);
-    b.node(Op::Reshape, vec![x], Shape { batched: s.batched, dims })
+    b.node(
+        Op::Reshape,
+        vec![x],
+        Shape {
+            batched: s.batched,
+            dims,
+        },
+    )
 }
 
 /// `g · x`, where `x` has (or broadcasts to) the node's shape; result aligned to `rank`.
 fn times(b: &mut Builder, g: Adj, x: NodeId, rank: usize) -> NodeId {
     let y = match g {
-        Adj::Scalar(c) if c == 1.0 => x,
-        Adj::Scalar(c) => b.scale(x, c),
+        Adj::Scalar(1.0) => x,
+        Adj::Scalar(c) => {
+            // Fold c · (a · k) into a · (c k).
+            let node = b.program.node(x);
+            match (&node.op, node.inputs.get(1).and_then(|k| const_of(b, *k))) {
+                (Op::Binary(Binary::Mul), Some(k)) => {
+                    let a = node.inputs[0];
+                    b.scale(a, c * k)
+                }
+                _ => b.scale(x, c),
+            }
+        }
         Adj::Node(n) => b.mul(n, x),
     };
     align_rank(b, y, rank)
+}
+
+/// The value of a scalar constant node.
+fn const_of(b: &Builder, x: NodeId) -> Option<f64> {
+    let node = b.program.node(x);
+    match node.op {
+        Op::Const(c) if node.shape == Shape::scalar() => Some(c),
+        _ => None,
+    }
 }
 
 fn neg(b: &mut Builder, g: Adj) -> Adj {
@@ -248,7 +296,14 @@ fn materialize_dims(b: &mut Builder, g: NodeId, shape: &Shape) -> NodeId {
     if s.dims == shape.dims {
         return g;
     }
-    b.node(Op::Broadcast, vec![g], Shape { batched: s.batched, dims: shape.dims.clone() })
+    b.node(
+        Op::Broadcast,
+        vec![g],
+        Shape {
+            batched: s.batched,
+            dims: shape.dims.clone(),
+        },
+    )
 }
 
 /// Sums an adjoint of a value of shape `full` over the given event axes (which disappear),
@@ -260,9 +315,18 @@ fn sum_axes(b: &mut Builder, g: Adj, axes: &[usize], full: &Shape) -> Adj {
         Adj::Node(n) => {
             let dims = b.shape(n).dims.clone();
             let real: Vec<usize> = axes.iter().copied().filter(|a| dims[*a] != 1).collect();
-            let copies: usize = axes.iter().filter(|a| dims[**a] == 1).map(|a| full.dims[*a]).product();
+            let copies: usize = axes
+                .iter()
+                .filter(|a| dims[**a] == 1)
+                .map(|a| full.dims[*a])
+                .product();
             let mut t = if real.is_empty() { n } else { b.sum(n, real) };
-            let kept: Vec<usize> = dims.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| *d).collect();
+            let kept: Vec<usize> = dims
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, d)| *d)
+                .collect();
             t = b.reshape(t, kept);
             if copies != 1 {
                 t = b.scale(t, copies as f64);
@@ -277,7 +341,9 @@ fn sum_axes(b: &mut Builder, g: Adj, axes: &[usize], full: &Shape) -> Adj {
 fn reduce_to(b: &mut Builder, g: Adj, target: &Shape, full: &Shape) -> Adj {
     let k = full.dims.len() - target.dims.len();
     // Full axes the operand does not have, or has as 1 where the result does not.
-    let reduced: Vec<usize> = (0..full.dims.len()).filter(|&i| i < k || (target.dims[i - k] == 1 && full.dims[i] != 1)).collect();
+    let reduced: Vec<usize> = (0..full.dims.len())
+        .filter(|&i| i < k || (target.dims[i - k] == 1 && full.dims[i] != 1))
+        .collect();
     match g {
         Adj::Scalar(_) if full.batched && !target.batched => {
             // A sum over the batch: make the batch explicit first.
@@ -291,14 +357,21 @@ fn reduce_to(b: &mut Builder, g: Adj, target: &Shape, full: &Shape) -> Adj {
         Adj::Node(n) => {
             let s = b.shape(n).clone();
             let real = reduced.iter().any(|i| s.dims[*i] != 1) || (s.batched && !target.batched);
-            let copies: usize = reduced.iter().filter(|i| s.dims[**i] == 1).map(|i| full.dims[*i]).product();
+            let copies: usize = reduced
+                .iter()
+                .filter(|i| s.dims[**i] == 1)
+                .map(|i| full.dims[*i])
+                .product();
             let mut dims: Vec<usize> = s.dims[k..].to_vec();
             for (j, d) in dims.iter_mut().enumerate() {
                 if reduced.contains(&(j + k)) {
                     *d = 1;
                 }
             }
-            let r = Shape { batched: s.batched && target.batched, dims };
+            let r = Shape {
+                batched: s.batched && target.batched,
+                dims,
+            };
             let mut t = if real {
                 b.node(Op::SumTo, vec![n], r)
             } else {
@@ -445,7 +518,11 @@ fn vjp(b: &mut Builder, id: NodeId, g: Adj, on_path: &[bool]) -> Vec<(NodeId, Ad
                 }
                 Binary::Max | Binary::Min => {
                     // Where x wins (ties go to y): Step(x − y) for max, Step(y − x) for min.
-                    let diff = if *op == Binary::Max { b.sub(x, y) } else { b.sub(y, x) };
+                    let diff = if *op == Binary::Max {
+                        b.sub(x, y)
+                    } else {
+                        b.sub(y, x)
+                    };
                     let st = step(b, diff);
                     let gx = needs(0).then(|| Adj::Node(times(b, g, st, rank)));
                     let gy = needs(1).then(|| {
@@ -467,12 +544,12 @@ fn vjp(b: &mut Builder, id: NodeId, g: Adj, on_path: &[bool]) -> Vec<(NodeId, Ad
         Op::Where => {
             // [a, b, cond]: a where cond > 0, else b; no gradient through the condition.
             let st = step(b, ins[2]);
-            for i in 0..2 {
+            for (i, &input) in ins.iter().enumerate().take(2) {
                 if needs(i) {
                     let mask = if i == 0 { st } else { one_minus(b, st) };
                     let ga = Adj::Node(times(b, g, mask, rank));
                     let target = in_shape(b, i);
-                    res.push((ins[i], reduce_to(b, ga, &target, &out)));
+                    res.push((input, reduce_to(b, ga, &target, &out)));
                 }
             }
         }
@@ -518,7 +595,11 @@ fn vjp(b: &mut Builder, id: NodeId, g: Adj, on_path: &[bool]) -> Vec<(NodeId, Ad
             if needs(0) {
                 let prod = b.mul(gu, w); // [.., in, R..]
                 let axes: Vec<usize> = (lead + 1..lead + 1 + rest).collect();
-                let gx = if axes.is_empty() { prod } else { b.sum(prod, axes) };
+                let gx = if axes.is_empty() {
+                    prod
+                } else {
+                    b.sum(prod, axes)
+                };
                 let gx = align_rank(b, gx, xs.dims.len());
                 res.push((x, Adj::Node(gx)));
             }
@@ -535,7 +616,9 @@ fn vjp(b: &mut Builder, id: NodeId, g: Adj, on_path: &[bool]) -> Vec<(NodeId, Ad
         }
         Op::Conv2d { stride, padding } => {
             if needs(1) || needs(2) {
-                panic!("internal error: input gradient through convolution parameters is not supported");
+                panic!(
+                    "internal error: input gradient through convolution parameters is not supported"
+                );
             }
             // The input gradient of a convolution is the transposed convolution of the adjoint
             // with the same weight; the output padding restores sizes the stride rounded down.
@@ -543,19 +626,31 @@ fn vjp(b: &mut Builder, id: NodeId, g: Adj, on_path: &[bool]) -> Vec<(NodeId, Ad
             let xs = in_shape(b, 0);
             let k = b.shape(w).dims[2];
             let (s, p) = (*stride, *padding);
-            let pads: Vec<usize> = (1..3).map(|a| xs.dims[a] + 2 * p - ((out.dims[a] - 1) * s + k)).collect();
+            let pads: Vec<usize> = (1..3)
+                .map(|a| xs.dims[a] + 2 * p - ((out.dims[a] - 1) * s + k))
+                .collect();
             if pads[0] != pads[1] {
-                panic!("internal error: conv2d of {xs} needs different output paddings per axis for its gradient");
+                panic!(
+                    "internal error: conv2d of {xs} needs different output paddings per axis for its gradient"
+                );
             }
             let gm = materialize(b, g, &out);
             let zero_bias = zeros(b, vec![xs.dims[0]]);
-            let op = Op::ConvTranspose2d { stride: s, padding: p, output_padding: pads[0] };
+            let op = Op::ConvTranspose2d {
+                stride: s,
+                padding: p,
+                output_padding: pads[0],
+            };
             let gx = b.node(op, vec![gm, w, zero_bias], xs);
             res.push((x, Adj::Node(gx)));
         }
-        Op::ConvTranspose2d { stride, padding, .. } => {
+        Op::ConvTranspose2d {
+            stride, padding, ..
+        } => {
             if needs(1) || needs(2) {
-                panic!("internal error: input gradient through convolution parameters is not supported");
+                panic!(
+                    "internal error: input gradient through convolution parameters is not supported"
+                );
             }
             // The input gradient of a transposed convolution is the convolution of the adjoint
             // with the same weight (read as [out = in of the transpose, in = its out, k, k]).
@@ -563,7 +658,10 @@ fn vjp(b: &mut Builder, id: NodeId, g: Adj, on_path: &[bool]) -> Vec<(NodeId, Ad
             let xs = in_shape(b, 0);
             let gm = materialize(b, g, &out);
             let zero_bias = zeros(b, vec![xs.dims[0]]);
-            let op = Op::Conv2d { stride: *stride, padding: *padding };
+            let op = Op::Conv2d {
+                stride: *stride,
+                padding: *padding,
+            };
             let gx = b.node(op, vec![gm, w, zero_bias], xs);
             res.push((x, Adj::Node(gx)));
         }
@@ -663,7 +761,9 @@ fn vjp(b: &mut Builder, id: NodeId, g: Adj, on_path: &[bool]) -> Vec<(NodeId, Ad
         Op::Concat { axis } => {
             // Each input gets its slab of g. Slabs are cut as whole chunks of d = gcd of the sizes:
             // reshape the axis T into [T/d, d], select chunks, concatenate a slab's chunks.
-            let sizes: Vec<usize> = (0..ins.len()).map(|i| b.shape(ins[i]).dims[*axis]).collect();
+            let sizes: Vec<usize> = (0..ins.len())
+                .map(|i| b.shape(ins[i]).dims[*axis])
+                .collect();
             let total: usize = sizes.iter().sum();
             let d = sizes.iter().fold(0, |acc, s| gcd(acc, *s));
             let chunks = match g {
@@ -680,7 +780,9 @@ fn vjp(b: &mut Builder, id: NodeId, g: Adj, on_path: &[bool]) -> Vec<(NodeId, Ad
                 if needs(i) {
                     let gi = match (g, chunks) {
                         (Adj::Node(_), Some(r)) => {
-                            let parts: Vec<NodeId> = (offset / d..(offset + size) / d).map(|j| select(b, r, *axis, j)).collect();
+                            let parts: Vec<NodeId> = (offset / d..(offset + size) / d)
+                                .map(|j| select(b, r, *axis, j))
+                                .collect();
                             Adj::Node(concat(b, parts, *axis))
                         }
                         // A constant, or a size-1 axis: every slab has the same (broadcast) value.

@@ -43,12 +43,18 @@ impl Tensor {
     }
 
     pub fn scalar(v: f64) -> Self {
-        Tensor { shape: Vec::new(), data: vec![v] }
+        Tensor {
+            shape: Vec::new(),
+            data: vec![v],
+        }
     }
 
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        Tensor { shape, data: vec![0.0; n] }
+        Tensor {
+            shape,
+            data: vec![0.0; n],
+        }
     }
 
     pub fn numel(&self) -> usize {
@@ -60,8 +66,15 @@ impl Tensor {
 pub type ParamValues = HashMap<String, Tensor>;
 
 /// Evaluates function `name` on the given inputs (by argument name); returns its named outputs.
-pub fn eval_function(p: &Program, name: &str, inputs: &[(&str, Tensor)], params: &ParamValues) -> Vec<(String, Tensor)> {
-    let f = p.function(name).unwrap_or_else(|| panic!("internal error: no function `{name}` to evaluate"));
+pub fn eval_function(
+    p: &Program,
+    name: &str,
+    inputs: &[(&str, Tensor)],
+    params: &ParamValues,
+) -> Vec<(String, Tensor)> {
+    let f = p
+        .function(name)
+        .unwrap_or_else(|| panic!("internal error: no function `{name}` to evaluate"));
     // The value of each argument, by its Input node; the batch size from the batched ones.
     let mut args: HashMap<NodeId, &Tensor> = HashMap::new();
     let mut batch: Option<usize> = None;
@@ -71,7 +84,9 @@ pub fn eval_function(p: &Program, name: &str, inputs: &[(&str, Tensor)], params:
         };
         let shape = &p.node(*id).shape;
         if shape.batched {
-            let b = *t.shape.first().unwrap_or_else(|| panic!("internal error: batched input `{arg}` given as a scalar"));
+            let b = *t.shape.first().unwrap_or_else(|| {
+                panic!("internal error: batched input `{arg}` given as a scalar")
+            });
             if let Some(prev) = batch
                 && prev != b
             {
@@ -86,13 +101,24 @@ pub fn eval_function(p: &Program, name: &str, inputs: &[(&str, Tensor)], params:
         let v = eval_node(p, id, &vals, &args, params, batch);
         let expect = full_dims(&p.node(id).shape, batch);
         if v.shape != expect {
-            panic!("internal error: {id} = {} evaluated to shape {:?}, expected {expect:?}", p.node(id).op.name(), v.shape);
+            panic!(
+                "internal error: {id} = {} evaluated to shape {:?}, expected {expect:?}",
+                p.node(id).op.name(),
+                v.shape
+            );
         }
         vals[id.index()] = Some(v);
     }
     f.outputs
         .iter()
-        .map(|(n, id)| (n.clone(), vals[id.index()].clone().expect("internal error: output not evaluated")))
+        .map(|(n, id)| {
+            (
+                n.clone(),
+                vals[id.index()]
+                    .clone()
+                    .expect("internal error: output not evaluated"),
+            )
+        })
         .collect()
 }
 
@@ -170,8 +196,15 @@ fn bstrides(src: &Shape, dst: &Shape, batch: Option<usize>) -> Vec<usize> {
 
 /// `(outer, n, inner)` for a reduction over tensor axis `ax` of `dims`.
 fn split_axis(dims: &[usize], ax: usize) -> (usize, usize, usize) {
-    assert!(ax < dims.len(), "internal error: axis {ax} out of range for {dims:?}");
-    (dims[..ax].iter().product(), dims[ax], dims[ax + 1..].iter().product())
+    assert!(
+        ax < dims.len(),
+        "internal error: axis {ax} out of range for {dims:?}"
+    );
+    (
+        dims[..ax].iter().product(),
+        dims[ax],
+        dims[ax + 1..].iter().product(),
+    )
 }
 
 pub(crate) fn sigmoid(x: f64) -> f64 {
@@ -257,23 +290,38 @@ fn eval_node(
     let node = p.node(id);
     let out_dims = full_dims(&node.shape, batch);
     let arg = |i: usize| -> &Tensor {
-        let input = node.inputs.get(i).unwrap_or_else(|| panic!("internal error: {id} = {} lacks input {i}", node.op.name()));
-        vals[input.index()].as_ref().unwrap_or_else(|| panic!("internal error: {input} used by {id} before it is evaluated"))
+        let input = node
+            .inputs
+            .get(i)
+            .unwrap_or_else(|| panic!("internal error: {id} = {} lacks input {i}", node.op.name()));
+        vals[input.index()].as_ref().unwrap_or_else(|| {
+            panic!("internal error: {input} used by {id} before it is evaluated")
+        })
     };
     let shape_of = |i: usize| -> &Shape { &p.node(node.inputs[i]).shape };
     let off = node.shape.batched as usize;
     match &node.op {
         Op::Input(name) => {
-            let t = args.get(&id).unwrap_or_else(|| panic!("internal error: no value given for input `{name}`"));
+            let t = args
+                .get(&id)
+                .unwrap_or_else(|| panic!("internal error: no value given for input `{name}`"));
             if t.shape != out_dims {
-                panic!("internal error: input `{name}` has shape {:?}, expected {out_dims:?}", t.shape);
+                panic!(
+                    "internal error: input `{name}` has shape {:?}, expected {out_dims:?}",
+                    t.shape
+                );
             }
             (*t).clone()
         }
         Op::Param(path) => {
-            let t = params.get(path).unwrap_or_else(|| panic!("internal error: no value given for parameter `{path}`"));
+            let t = params
+                .get(path)
+                .unwrap_or_else(|| panic!("internal error: no value given for parameter `{path}`"));
             if t.shape != out_dims {
-                panic!("internal error: parameter `{path}` has shape {:?}, expected {out_dims:?}", t.shape);
+                panic!(
+                    "internal error: parameter `{path}` has shape {:?}, expected {out_dims:?}",
+                    t.shape
+                );
             }
             t.clone()
         }
@@ -283,7 +331,10 @@ fn eval_node(
         }
         Op::Unary(u) => {
             let a = arg(0);
-            Tensor::new(a.shape.clone(), a.data.iter().map(|x| unary_value(*u, *x)).collect())
+            Tensor::new(
+                a.shape.clone(),
+                a.data.iter().map(|x| unary_value(*u, *x)).collect(),
+            )
         }
         Op::Binary(b) => {
             let (a, c) = (arg(0), arg(1));
@@ -302,7 +353,11 @@ fn eval_node(
             let sk = bstrides(shape_of(2), &node.shape, batch);
             let mut data = vec![0.0; out_dims.iter().product()];
             for_each_index(&out_dims, |flat, idx| {
-                data[flat] = if cond.data[dot(idx, &sk)] > 0.0 { a.data[dot(idx, &sa)] } else { c.data[dot(idx, &sc)] };
+                data[flat] = if cond.data[dot(idx, &sk)] > 0.0 {
+                    a.data[dot(idx, &sa)]
+                } else {
+                    c.data[dot(idx, &sc)]
+                };
             });
             Tensor::new(out_dims, data)
         }
@@ -328,10 +383,16 @@ fn eval_node(
                 _ => panic!("internal error: linear weight of shape {:?}", w.shape),
             };
             if x.shape.last() != Some(&i) {
-                panic!("internal error: linear input {:?} does not fit weight {:?}", x.shape, w.shape);
+                panic!(
+                    "internal error: linear input {:?} does not fit weight {:?}",
+                    x.shape, w.shape
+                );
             }
             if b.numel() != o && b.numel() != 1 {
-                panic!("internal error: linear bias {:?} does not fit weight {:?}", b.shape, w.shape);
+                panic!(
+                    "internal error: linear bias {:?} does not fit weight {:?}",
+                    b.shape, w.shape
+                );
             }
             let rows = x.numel() / i;
             let mut data = vec![0.0; rows * o];
@@ -349,18 +410,29 @@ fn eval_node(
         Op::MatMul => {
             let (x, w) = (arg(0), arg(1));
             let (xs, ws) = (shape_of(0), shape_of(1));
-            let i = *xs.dims.last().unwrap_or_else(|| panic!("internal error: matmul of a scalar"));
+            let i = *xs
+                .dims
+                .last()
+                .unwrap_or_else(|| panic!("internal error: matmul of a scalar"));
             if ws.dims.first() != Some(&i) {
                 panic!("internal error: matmul of {xs} and {ws}");
             }
             let r: usize = ws.dims[1..].iter().product();
             // One matrix product per example when the weight is batched, else one in all.
             let groups = if ws.batched { out_dims[0] } else { 1 };
-            let x_per_group = if ws.batched && xs.batched { x.numel() / groups } else { x.numel() };
+            let x_per_group = if ws.batched && xs.batched {
+                x.numel() / groups
+            } else {
+                x.numel()
+            };
             let rows = x_per_group / i;
             let mut data = vec![0.0; groups * rows * r];
             for g in 0..groups {
-                let xo = if ws.batched && xs.batched { g * x_per_group } else { 0 };
+                let xo = if ws.batched && xs.batched {
+                    g * x_per_group
+                } else {
+                    0
+                };
                 let wo = g * i * r;
                 for row in 0..rows {
                     for rr in 0..r {
@@ -376,11 +448,21 @@ fn eval_node(
         }
         Op::Conv2d { stride, padding } => {
             let (x, w, b) = (arg(0), arg(1), arg(2));
-            Tensor::new(out_dims.clone(), conv2d(x, w, b, *stride, *padding, &out_dims))
+            Tensor::new(
+                out_dims.clone(),
+                conv2d(x, w, b, *stride, *padding, &out_dims),
+            )
         }
-        Op::ConvTranspose2d { stride, padding, output_padding } => {
+        Op::ConvTranspose2d {
+            stride,
+            padding,
+            output_padding,
+        } => {
             let (x, w, b) = (arg(0), arg(1), arg(2));
-            Tensor::new(out_dims.clone(), conv_transpose2d(x, w, b, *stride, *padding, *output_padding, &out_dims))
+            Tensor::new(
+                out_dims.clone(),
+                conv_transpose2d(x, w, b, *stride, *padding, *output_padding, &out_dims),
+            )
         }
         Op::Reshape | Op::Unsqueeze { .. } => {
             let a = arg(0);
@@ -391,7 +473,11 @@ fn eval_node(
                 }
                 d.insert(axis, 1);
                 if d != node.shape.dims {
-                    panic!("internal error: unsqueeze of {} is not {}", shape_of(0), node.shape);
+                    panic!(
+                        "internal error: unsqueeze of {} is not {}",
+                        shape_of(0),
+                        node.shape
+                    );
                 }
             }
             if shape_of(0).batched != node.shape.batched {
@@ -405,7 +491,10 @@ fn eval_node(
             let aoff = shape_of(0).batched as usize;
             let taxes: Vec<usize> = axes.iter().map(|ax| ax + aoff).collect();
             if taxes.iter().any(|ax| *ax >= in_dims.len()) {
-                panic!("internal error: sum axes {axes:?} out of range for {}", shape_of(0));
+                panic!(
+                    "internal error: sum axes {axes:?} out of range for {}",
+                    shape_of(0)
+                );
             }
             let ostr = strides(&out_dims);
             let mut data = vec![0.0; out_dims.iter().product()];
@@ -433,7 +522,9 @@ fn eval_node(
                     let lse = log_sum_exp((0..n).map(|k| a.data[at(k)]));
                     match node.op {
                         Op::LogSumExp { .. } => data[o * inner + j] = lse,
-                        Op::Softmax { .. } => (0..n).for_each(|k| data[at(k)] = (a.data[at(k)] - lse).exp()),
+                        Op::Softmax { .. } => {
+                            (0..n).for_each(|k| data[at(k)] = (a.data[at(k)] - lse).exp())
+                        }
                         _ => (0..n).for_each(|k| data[at(k)] = a.data[at(k)] - lse),
                     }
                 }
@@ -457,7 +548,10 @@ fn eval_node(
         Op::Concat { axis } => {
             let ax = axis + off;
             if ax >= out_dims.len() {
-                panic!("internal error: concat axis {axis} out of range for {}", node.shape);
+                panic!(
+                    "internal error: concat axis {axis} out of range for {}",
+                    node.shape
+                );
             }
             // Each input, broadcast over the batch if it has none, is the slab
             // [offset, offset + n_k) of the output along the axis.
@@ -465,19 +559,28 @@ fn eval_node(
             let mut offset = 0;
             for k in 0..node.inputs.len() {
                 let s = shape_of(k);
-                let n = *s.dims.get(*axis).unwrap_or_else(|| panic!("internal error: concat of {s} along {axis}"));
+                let n = *s
+                    .dims
+                    .get(*axis)
+                    .unwrap_or_else(|| panic!("internal error: concat of {s} along {axis}"));
                 let mut slab = node.shape.clone();
                 slab.dims[*axis] = n;
                 pieces.push((offset, n, bstrides(s, &slab, batch)));
                 offset += n;
             }
             if offset != out_dims[ax] {
-                panic!("internal error: concat sizes add up to {offset}, not {}", out_dims[ax]);
+                panic!(
+                    "internal error: concat sizes add up to {offset}, not {}",
+                    out_dims[ax]
+                );
             }
             let mut data = vec![0.0; out_dims.iter().product()];
             let mut local = vec![0usize; out_dims.len()];
             for_each_index(&out_dims, |flat, idx| {
-                let k = pieces.iter().position(|(o, n, _)| idx[ax] >= *o && idx[ax] < o + n).expect("in range");
+                let k = pieces
+                    .iter()
+                    .position(|(o, n, _)| idx[ax] >= *o && idx[ax] < o + n)
+                    .expect("in range");
                 local.copy_from_slice(idx);
                 local[ax] -= pieces[k].0;
                 data[flat] = arg(k).data[dot(&local, &pieces[k].2)];
@@ -509,21 +612,39 @@ fn bias_at(b: &Tensor, c: usize, channels: usize) -> f64 {
     } else if b.numel() == 1 {
         b.data[0]
     } else {
-        panic!("internal error: convolution bias of shape {:?} for {channels} channels", b.shape)
+        panic!(
+            "internal error: convolution bias of shape {:?} for {channels} channels",
+            b.shape
+        )
     }
 }
 
 /// PyTorch `conv2d`: `w: [out, in, kh, kw]`,
 /// `y[n, o, i, j] = b[o] + Σ_{c,u,v} x[n, c, i·s + u − p, j·s + v − p] · w[o, c, u, v]`.
-pub(crate) fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, s: usize, p: usize, out_dims: &[usize]) -> Vec<f64> {
+pub(crate) fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    s: usize,
+    p: usize,
+    out_dims: &[usize],
+) -> Vec<f64> {
     let (n, c, h, wd) = nchw(x);
     let (o, ci, kh, kw) = weight4(w);
     if ci != c || s == 0 || h + 2 * p < kh || wd + 2 * p < kw {
-        panic!("internal error: conv2d of {:?} with weight {:?}", x.shape, w.shape);
+        panic!(
+            "internal error: conv2d of {:?} with weight {:?}",
+            x.shape, w.shape
+        );
     }
     let (ho, wo) = ((h + 2 * p - kh) / s + 1, (wd + 2 * p - kw) / s + 1);
-    if out_dims.iter().product::<usize>() != n * o * ho * wo || out_dims[out_dims.len() - 3..] != [o, ho, wo] {
-        panic!("internal error: conv2d of {:?} gives [{o}, {ho}, {wo}], not {out_dims:?}", x.shape);
+    if out_dims.iter().product::<usize>() != n * o * ho * wo
+        || out_dims[out_dims.len() - 3..] != [o, ho, wo]
+    {
+        panic!(
+            "internal error: conv2d of {:?} gives [{o}, {ho}, {wo}], not {out_dims:?}",
+            x.shape
+        );
     }
     let mut y = vec![0.0; n * o * ho * wo];
     for nn in 0..n {
@@ -534,7 +655,10 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, s: usize, p: usize, out
                     for cc in 0..c {
                         for u in 0..kh {
                             for v in 0..kw {
-                                let (r, q) = ((i * s + u) as isize - p as isize, (j * s + v) as isize - p as isize);
+                                let (r, q) = (
+                                    (i * s + u) as isize - p as isize,
+                                    (j * s + v) as isize - p as isize,
+                                );
                                 if r < 0 || q < 0 || r >= h as isize || q >= wd as isize {
                                     continue;
                                 }
@@ -565,17 +689,30 @@ pub(crate) fn conv_transpose2d(
     let (n, c, h, wd) = nchw(x);
     let (ci, o, kh, kw) = weight4(w);
     if ci != c || s == 0 || (h - 1) * s + kh + op < 2 * p || (wd - 1) * s + kw + op < 2 * p {
-        panic!("internal error: conv_transpose2d of {:?} with weight {:?}", x.shape, w.shape);
+        panic!(
+            "internal error: conv_transpose2d of {:?} with weight {:?}",
+            x.shape, w.shape
+        );
     }
-    let (ho, wo) = ((h - 1) * s + kh + op - 2 * p, (wd - 1) * s + kw + op - 2 * p);
-    if out_dims.iter().product::<usize>() != n * o * ho * wo || out_dims[out_dims.len() - 3..] != [o, ho, wo] {
-        panic!("internal error: conv_transpose2d of {:?} gives [{o}, {ho}, {wo}], not {out_dims:?}", x.shape);
+    let (ho, wo) = (
+        (h - 1) * s + kh + op - 2 * p,
+        (wd - 1) * s + kw + op - 2 * p,
+    );
+    if out_dims.iter().product::<usize>() != n * o * ho * wo
+        || out_dims[out_dims.len() - 3..] != [o, ho, wo]
+    {
+        panic!(
+            "internal error: conv_transpose2d of {:?} gives [{o}, {ho}, {wo}], not {out_dims:?}",
+            x.shape
+        );
     }
     let mut y = vec![0.0; n * o * ho * wo];
     for nn in 0..n {
         for oo in 0..o {
             let bo = bias_at(b, oo, o);
-            y[(nn * o + oo) * ho * wo..(nn * o + oo + 1) * ho * wo].iter_mut().for_each(|v| *v = bo);
+            y[(nn * o + oo) * ho * wo..(nn * o + oo + 1) * ho * wo]
+                .iter_mut()
+                .for_each(|v| *v = bo);
         }
         for cc in 0..c {
             for i in 0..h {
@@ -584,11 +721,15 @@ pub(crate) fn conv_transpose2d(
                     for oo in 0..o {
                         for u in 0..kh {
                             for v in 0..kw {
-                                let (r, q) = ((i * s + u) as isize - p as isize, (j * s + v) as isize - p as isize);
+                                let (r, q) = (
+                                    (i * s + u) as isize - p as isize,
+                                    (j * s + v) as isize - p as isize,
+                                );
                                 if r < 0 || q < 0 || r >= ho as isize || q >= wo as isize {
                                     continue;
                                 }
-                                y[((nn * o + oo) * ho + r as usize) * wo + q as usize] += xv * w.data[((cc * o + oo) * kh + u) * kw + v];
+                                y[((nn * o + oo) * ho + r as usize) * wo + q as usize] +=
+                                    xv * w.data[((cc * o + oo) * kh + u) * kw + v];
                             }
                         }
                     }

@@ -9,6 +9,7 @@ use crate::source::{Span, SpanMap};
 
 mod error;
 mod load;
+pub mod overrides;
 mod schema;
 #[cfg(test)]
 mod tests;

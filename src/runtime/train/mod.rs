@@ -1,0 +1,143 @@
+//! Training: the state every algorithm shares ([`Session`]: executor, parameters, optimizers, RNG)
+//! and the algorithms' steps. The loop that feeds minibatches, logs and checkpoints is in `run.rs`.
+
+mod short_run_mle;
+
+use crate::check::{Algorithm, CheckedSpec, Reference};
+use crate::ir::Program;
+use crate::runtime::error::{Context, Result, RuntimeError};
+use crate::runtime::exec::{Executor, ParamMode};
+use crate::runtime::optim::Optimizer;
+use crate::runtime::params::Params;
+use crate::runtime::rng::Rng;
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+
+pub(crate) use short_run_mle::scalar;
+
+/// Named scalar metrics of one step, in a stable order.
+pub type StepMetrics = Vec<(String, f64)>;
+
+/// One minibatch: features (already scaled to the declared range) and, when known, labels.
+pub struct Batch {
+    pub x: Tensor,
+    pub labels: Option<Vec<u32>>,
+}
+
+/// An optimizer and the parameter paths it updates.
+pub struct Group {
+    pub key: String,
+    pub paths: Vec<String>,
+    pub optimizer: Optimizer,
+}
+
+/// Everything a learning step reads and updates.
+pub struct Session<'a> {
+    pub spec: &'a CheckedSpec,
+    pub exec: Executor,
+    pub params: Params,
+    pub groups: Vec<Group>,
+    pub rng: Rng,
+    pub device: Device,
+    pub dtype: DType,
+    /// Name and event shape of the continuous latent (if any) and of the observed features.
+    pub latent: String,
+    pub latent_shape: Vec<usize>,
+    pub observed: String,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(spec: &'a CheckedSpec, program: &Program, seed: u64, device: Device, dtype: DType) -> Result<Self> {
+        let mut rng = Rng::new(seed);
+        let params = Params::new(program, &mut rng, &device, dtype)?;
+        let groups = spec
+            .learn
+            .optimizers
+            .iter()
+            .map(|u| {
+                let mut selectors: Vec<String> =
+                    u.networks.iter().map(|n| format!("networks.{}.", spec.network(*n).name)).collect();
+                selectors.extend(u.parameters.iter().map(|p| format!("parameters.{}", spec.parameter(*p).name)));
+                let paths = params.select(&selectors);
+                Group { key: u.key.clone(), optimizer: Optimizer::new(&u.optimizer, &paths), paths }
+            })
+            .collect();
+        let latent = spec.variables.iter().find(|v| !v.observed && v.is_continuous());
+        let observed = spec.variables.iter().find(|v| v.observed && v.is_continuous());
+        Ok(Session {
+            spec,
+            exec: Executor::new(program),
+            params,
+            groups,
+            rng,
+            device,
+            dtype,
+            latent: latent.map(|v| v.name.clone()).unwrap_or_default(),
+            latent_shape: latent.map(|v| v.shape.clone()).unwrap_or_default(),
+            observed: observed.map(|v| v.name.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// One iteration of the spec's algorithm.
+    pub fn step(&mut self, batch: &Batch) -> Result<StepMetrics> {
+        match self.spec.learn.algorithm {
+            Algorithm::ShortRunMle => short_run_mle::step(self, batch),
+            other => Err(RuntimeError::Unsupported { what: format!("the `{}` algorithm", other.name()) }),
+        }
+    }
+
+    /// `b` draws of the latent from its reference density p0.
+    pub fn draw_reference(&mut self, b: usize) -> Result<Tensor> {
+        let (mean, std) = match self.spec.variables.iter().find(|v| v.name == self.latent).and_then(|v| v.reference.clone()) {
+            Some(Reference::Normal { mean, std }) => (mean, std),
+            None => (0.0, 1.0),
+        };
+        let mut shape = vec![b];
+        shape.extend(&self.latent_shape);
+        self.rng.normal(&shape, mean, std, &self.device, self.dtype)
+    }
+
+    /// Mean squared error between x and the generator's mean at z (per pixel).
+    pub fn reconstruction_error(&self, x: &Tensor, z: &Tensor) -> Result<f64> {
+        let mean = self.exec.call1("generator", &[(&self.latent, z)], &ParamMode::Detached(&self.params))?;
+        let d = (mean - x).ctx("reconstruction error")?;
+        scalar(&d.sqr().ctx("reconstruction error")?.mean_all().ctx("reconstruction error")?)
+    }
+
+    /// Backpropagates `loss` to the parameters and steps every optimizer on its own group.
+    pub fn apply_gradients(&mut self, loss: &Tensor) -> Result<()> {
+        let grads = loss.backward().ctx("backward pass")?;
+        for g in &mut self.groups {
+            g.optimizer.step(&grads, &self.params)?;
+        }
+        Ok(())
+    }
+
+    /// Called at the end of every epoch: the optimizers' learning-rate decay.
+    pub fn end_epoch(&mut self) {
+        for g in &mut self.groups {
+            g.optimizer.decay_lr();
+        }
+    }
+
+    /// Parameters, optimizer moments and the RNG state: everything a resumed run needs.
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = self.params.snapshot()?;
+        for g in &self.groups {
+            out.extend(g.optimizer.state(&g.key)?);
+        }
+        out.insert("rng.state".into(), self.rng.state_tensor()?);
+        Ok(out)
+    }
+
+    /// Restores [`Session::state`].
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.params.load_from(state)?;
+        for g in &mut self.groups {
+            g.optimizer.load_state(&g.key, state, &self.device, self.dtype)?;
+        }
+        let rng = state.get("rng.state").ok_or_else(|| RuntimeError::BadState { what: "rng.state missing".into() })?;
+        self.rng = Rng::from_state_tensor(rng)?;
+        Ok(())
+    }
+}
