@@ -39,7 +39,9 @@ pub fn check_source(source: &SourceFile) -> Result<check::CheckedSpec, Diagnosti
 }
 
 /// Checks, lowers and derives: the program `ebmc ir` prints and the runtime executes.
-pub fn compile_source(source: &SourceFile) -> Result<(check::CheckedSpec, ir::Program), Diagnostics> {
+pub fn compile_source(
+    source: &SourceFile,
+) -> Result<(check::CheckedSpec, ir::Program), Diagnostics> {
     let spec = check_source(source)?;
     let mut program = lower::lower(&spec);
     derive::derive(&mut program, &spec);

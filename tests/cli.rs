@@ -142,8 +142,18 @@ fn every_error_case_exits_1_from_the_command_line() {
     for e in std::fs::read_dir(dir).expect("error cases exist") {
         let path = e.expect("entry").path();
         let out = ebmc(&["check", path.to_str().expect("utf-8 path")]);
-        assert_eq!(out.status.code(), Some(1), "{}: {}", path.display(), text(&out.stderr));
-        assert!(text(&out.stderr).contains("ebmc::"), "{}: no coded diagnostic", path.display());
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {}",
+            path.display(),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("ebmc::"),
+            "{}: no coded diagnostic",
+            path.display()
+        );
     }
 }
 
@@ -154,5 +164,10 @@ fn ir_prints_the_compiled_program() {
     let ir = text(&out.stdout);
     assert!(ir.starts_with("program lebm_digits"), "{ir}");
     assert!(ir.contains("plan"), "{ir}");
-    assert_eq!(ebmc(&["ir", "tests/cases/err/tab_indent.yaml"]).status.code(), Some(1));
+    assert_eq!(
+        ebmc(&["ir", "tests/cases/err/tab_indent.yaml"])
+            .status
+            .code(),
+        Some(1)
+    );
 }

@@ -6,22 +6,34 @@ use std::path::Path;
 
 fn compile(path: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let name = path.strip_prefix(root).unwrap_or(path).display().to_string();
+    let name = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string();
     let source = SourceFile::new(name, std::fs::read_to_string(path).expect("readable"));
     match ebmc::compile_source(&source) {
         Ok((_, program)) => ebmc::ir::print::print(&program),
-        Err(d) => panic!("{} should compile:\n{}", source.name, d.render(ebmc::diag::RenderStyle::Plain)),
+        Err(d) => panic!(
+            "{} should compile:\n{}",
+            source.name,
+            d.render(ebmc::diag::RenderStyle::Plain)
+        ),
     }
 }
 
 #[test]
 fn ir_of_project_specs() {
-    insta::glob!("../specs", "**/*.yaml", |path| insta::assert_snapshot!(compile(path)));
+    insta::glob!("../specs", "**/*.yaml", |path| insta::assert_snapshot!(
+        compile(path)
+    ));
 }
 
 #[test]
 fn ir_of_ok_cases() {
-    insta::glob!("cases/ok/*.yaml", |path| insta::assert_snapshot!(compile(path)));
+    insta::glob!("cases/ok/*.yaml", |path| insta::assert_snapshot!(compile(
+        path
+    )));
 }
 
 #[test]

@@ -8,9 +8,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Exit codes: 0 success, 1 the spec has errors, 2 usage errors (bad flags, unreadable files).
+/// Exit codes: 0 success, 1 the spec has errors, 2 usage errors (bad flags, unreadable files),
+/// 3 a run that could not finish.
 pub const EXIT_SPEC_ERRORS: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+/// The run started but could not finish (missing data, divergence, I/O).
+pub const EXIT_RUN_FAILED: u8 = 3;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,9 +53,48 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Train a spec and evaluate it; writes a run directory (spec, IR, metrics, checkpoint,
+    /// samples, eval.json, report.md).
+    #[command(
+        after_help = "Examples:\n  ebmc run specs/lebm_digits.yaml\n  ebmc run specs/cebm_gmm.yaml --set learn.iterations=200 --seed 3\n  ebmc run specs/lebm_mnist.yaml --set data.train=mnist --out runs/lebm1\n  ebmc run --resume runs/lebm1"
+    )]
+    Run {
+        /// The spec to run (not needed with --resume, which reads the run's own spec).
+        #[arg(value_name = "SPEC", required_unless_present = "resume")]
+        spec: Option<PathBuf>,
+        /// The run directory (default: runs/<name>-<time>); must not exist or be empty.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Override a spec field, e.g. `--set learn.iterations=50` (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+        /// The seed (default: `learn.seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// `cpu` (default) or `cuda[:N]` (needs a build with `--features cuda`).
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
+        /// Continue the run in DIR from its last checkpoint.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "sets"])]
+        resume: Option<PathBuf>,
+        /// Where the downloaded data sets live (see scripts/setup-data.sh).
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// Stop after this many iterations (the schedule still follows the spec); for quick looks.
+        #[arg(long, value_name = "N")]
+        stop_after: Option<usize>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+        /// CPU threads (default: 1 for small models such as the 8×8 digits, else every core).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
     /// Compile a spec and print its IR: every function, the derived ones (marginals, classifier,
     /// closed-form posterior, input gradients) and the learning plan.
-    #[command(after_help = "Examples:\n  ebmc ir specs/cebm_gmm.yaml\n  ebmc ir specs/ssl_digits.yaml | less")]
+    #[command(
+        after_help = "Examples:\n  ebmc ir specs/cebm_gmm.yaml\n  ebmc ir specs/ssl_digits.yaml | less"
+    )]
     Ir {
         /// The spec to compile.
         #[arg(value_name = "SPEC")]
@@ -85,6 +127,32 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { specs, format } => check(&specs, format, style),
         Command::Ir { spec } => ir(&spec, style),
+        Command::Run {
+            spec,
+            out,
+            sets,
+            seed,
+            device,
+            resume,
+            data_dir,
+            stop_after,
+            quiet,
+            threads,
+        } => {
+            let opts = crate::runtime::train::run::RunOptions {
+                out,
+                seed,
+                device,
+                resume: resume.clone(),
+                data_dir,
+                stop_after,
+                quiet,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+                skip_evaluation: false,
+            };
+            set_threads(threads, spec.as_deref(), resume.as_deref());
+            run(spec.as_deref(), &sets, &opts, style)
+        }
         Command::Schema => {
             println!(
                 "{}",
@@ -233,8 +301,91 @@ fn ir(path: &Path, style: RenderStyle) -> ExitCode {
         }
         Err(diags) => {
             eprint!("{}", diags.render(style));
-            eprintln!("{}: {} error{}", path.display(), diags.len(), if diags.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: {} error{}",
+                path.display(),
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            );
             ExitCode::from(EXIT_SPEC_ERRORS)
+        }
+    }
+}
+
+fn run(
+    spec: Option<&Path>,
+    sets: &[String],
+    opts: &crate::runtime::train::run::RunOptions,
+    style: RenderStyle,
+) -> ExitCode {
+    let path = match (&opts.resume, spec) {
+        (Some(dir), _) => dir.join(crate::runtime::rundir::SPEC_FILE),
+        (None, Some(p)) => p.to_path_buf(),
+        (None, None) => unreachable!("clap requires SPEC unless --resume"),
+    };
+    let source = match read_spec(&path) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let source = match crate::spec::overrides::apply_overrides(&source, sets) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprint!("{}", crate::spec::overrides::render(&errors, style));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match crate::runtime::train::run::run(&source, opts) {
+        Ok(outcome) => {
+            for (k, v) in &outcome.eval {
+                println!("{k}: {v:.6}");
+            }
+            println!("run directory: {}", outcome.dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(failures) => {
+            let spec_errors = failures.iter().any(|f| f.source.is_some());
+            for f in failures {
+                let mut d = Diagnostics::new(f.source.unwrap_or_else(|| SourceFile::new("", "")));
+                d.items.push(f.diagnostic);
+                eprint!("{}", d.render(style));
+                if let Some(dir) = f.dir {
+                    eprintln!(
+                        "run directory (last good checkpoint kept): {}",
+                        dir.display()
+                    );
+                }
+            }
+            ExitCode::from(if spec_errors {
+                EXIT_SPEC_ERRORS
+            } else {
+                EXIT_RUN_FAILED
+            })
+        }
+    }
+}
+
+/// Pins candle's CPU thread count (see `choose_threads`) unless the environment already does.
+fn set_threads(threads: Option<usize>, spec: Option<&Path>, resume: Option<&Path>) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() && threads.is_none() {
+        return;
+    }
+    let path = resume
+        .map(|d| d.join(crate::runtime::rundir::SPEC_FILE))
+        .or(spec.map(Path::to_path_buf));
+    let chosen = threads.or_else(|| {
+        let source = read_spec(&path?).ok()?;
+        crate::check_source(&source)
+            .ok()
+            .map(|s| crate::runtime::train::run::choose_threads(&s))
+    });
+    if let Some(n) = chosen {
+        // SAFETY: called before any thread is spawned (no candle op has run yet in this process).
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
         }
     }
 }

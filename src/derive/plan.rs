@@ -2,7 +2,9 @@
 //! the sampler or optimizer it uses, so a reader of `ebmc ir` sees exactly what `run` will do.
 //! The update order follows the authors' code (shared/notes/algorithms-from-reference-code.md).
 
-use crate::check::{Algorithm, CheckedSpec, Langevin, NetId, Optimizer, OptimizerUse, ParamId, TExpr, TExprKind};
+use crate::check::{
+    Algorithm, CheckedSpec, Langevin, NetId, Optimizer, OptimizerUse, ParamId, TExpr, TExprKind,
+};
 use crate::ir::{PlanStep, Program};
 use std::collections::BTreeSet;
 
@@ -16,19 +18,32 @@ pub fn derive(program: &mut Program, spec: &CheckedSpec) {
 }
 
 fn step(action: impl Into<String>, uses: &[&str], with: Vec<String>) -> PlanStep {
-    PlanStep { action: action.into(), uses: uses.iter().map(|s| s.to_string()).collect(), with }
+    PlanStep {
+        action: action.into(),
+        uses: uses.iter().map(|s| s.to_string()).collect(),
+        with,
+    }
 }
 
 fn langevin_text(s: &Langevin, start: &str) -> String {
-    let chains = if s.persistent > 0 { format!("{} persistent chains", s.persistent) } else { format!("short-run chains from {start}") };
-    format!("langevin steps={} step_size={} noise={} ({chains}): z ← z + s²/2 · ∇log p + noise · ε", s.steps, s.step_size, s.noise)
+    let chains = if s.persistent > 0 {
+        format!("{} persistent chains", s.persistent)
+    } else {
+        format!("short-run chains from {start}")
+    };
+    format!(
+        "langevin steps={} step_size={} noise={} ({chains}): z ← z + s²/2 · ∇log p + noise · ε",
+        s.steps, s.step_size, s.noise
+    )
 }
 
 fn reference_text(spec: &CheckedSpec) -> String {
     spec.variables
         .iter()
         .find_map(|v| match &v.reference {
-            Some(crate::check::Reference::Normal { mean, std }) if !v.observed => Some(format!("N({mean}, {std}²)")),
+            Some(crate::check::Reference::Normal { mean, std }) if !v.observed => {
+                Some(format!("N({mean}, {std}²)"))
+            }
             _ => None,
         })
         .unwrap_or_else(|| "p0".into())
@@ -51,24 +66,46 @@ fn learnables(e: &TExpr, _spec: &CheckedSpec) -> (BTreeSet<NetId>, BTreeSet<Para
 }
 
 /// The optimizers that update any of the given networks or parameters, as plan lines.
-fn optimizers_for(spec: &CheckedSpec, nets: &BTreeSet<NetId>, params: &BTreeSet<ParamId>) -> Vec<String> {
+fn optimizers_for(
+    spec: &CheckedSpec,
+    nets: &BTreeSet<NetId>,
+    params: &BTreeSet<ParamId>,
+) -> Vec<String> {
     spec.learn
         .optimizers
         .iter()
         .filter_map(|u| {
-            let n: Vec<&str> = u.networks.iter().filter(|n| nets.contains(n)).map(|n| spec.network(*n).name.as_str()).collect();
-            let p: Vec<&str> =
-                u.parameters.iter().filter(|p| params.contains(p)).map(|p| spec.parameter(*p).name.as_str()).collect();
+            let n: Vec<&str> = u
+                .networks
+                .iter()
+                .filter(|n| nets.contains(n))
+                .map(|n| spec.network(*n).name.as_str())
+                .collect();
+            let p: Vec<&str> = u
+                .parameters
+                .iter()
+                .filter(|p| params.contains(p))
+                .map(|p| spec.parameter(*p).name.as_str())
+                .collect();
             let targets: Vec<&str> = n.into_iter().chain(p).collect();
-            (!targets.is_empty()).then(|| format!("{} on [{}]", optimizer_text(u), targets.join(", ")))
+            (!targets.is_empty())
+                .then(|| format!("{} on [{}]", optimizer_text(u), targets.join(", ")))
         })
         .collect()
 }
 
 fn optimizer_text(u: &OptimizerUse) -> String {
     match u.optimizer {
-        Optimizer::Adam { lr, betas, weight_decay, decay } => {
-            format!("adam lr={lr} betas=({}, {}) weight_decay={weight_decay} decay={decay}", betas.0, betas.1)
+        Optimizer::Adam {
+            lr,
+            betas,
+            weight_decay,
+            decay,
+        } => {
+            format!(
+                "adam lr={lr} betas=({}, {}) weight_decay={weight_decay} decay={decay}",
+                betas.0, betas.1
+            )
         }
         Optimizer::Sgd { lr } => format!("sgd lr={lr}"),
     }
@@ -79,7 +116,10 @@ fn has(p: &Program, name: &str) -> bool {
 }
 
 fn batch_text(spec: &CheckedSpec) -> Vec<String> {
-    vec![format!("iterations={} batch={} seed={}", spec.learn.iterations, spec.learn.batch, spec.learn.seed)]
+    vec![format!(
+        "iterations={} batch={} seed={}",
+        spec.learn.iterations, spec.learn.batch, spec.learn.seed
+    )]
 }
 
 /// Paper 002, Algorithm 1: both chains with the current parameters, then the generator step, then
@@ -89,10 +129,18 @@ fn short_run_mle(p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
     let start = reference_text(spec);
     let mut steps = vec![step("draw a minibatch x", &[], batch_text(spec))];
     if let (Some(s), true) = (&l.prior_sampler, spec.model.prior.is_some()) {
-        steps.push(step("sample the prior: z⁻ ~ p(z)", &["prior_grad"], vec![langevin_text(s, &start)]));
+        steps.push(step(
+            "sample the prior: z⁻ ~ p(z)",
+            &["prior_grad"],
+            vec![langevin_text(s, &start)],
+        ));
     }
     if let Some(s) = &l.posterior_sampler {
-        steps.push(step("sample the posterior: z⁺ ~ p(z | x)", &["posterior_grad"], vec![langevin_text(s, &start)]));
+        steps.push(step(
+            "sample the posterior: z⁺ ~ p(z | x)",
+            &["posterior_grad"],
+            vec![langevin_text(s, &start)],
+        ));
     }
     if let Some(lik) = &spec.model.likelihood {
         let (nets, params) = learnables(lik, spec);
@@ -104,7 +152,11 @@ fn short_run_mle(p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
     }
     if let Some(prior) = &spec.model.prior {
         let (nets, params) = learnables(prior, spec);
-        let uses = if has(p, "prior_log_density") { vec!["prior_log_density"] } else { vec![] };
+        let uses = if has(p, "prior_log_density") {
+            vec!["prior_log_density"]
+        } else {
+            vec![]
+        };
         steps.push(step(
             "prior step: minimise mean f(z⁻) − mean f(z⁺) (samples detached, drawn before the generator step)",
             &uses,
@@ -123,16 +175,31 @@ fn amortized_ssl(_p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
     let q_nets: BTreeSet<NetId> = spec.model.inference.into_iter().collect();
     let (prior_nets, prior_params) = all_opts(spec.model.prior.as_ref());
     let (lik_nets, lik_params) = all_opts(spec.model.likelihood.as_ref());
-    let mut steps = vec![step("draw an unlabelled minibatch x and a labelled minibatch (x, y)", &[], batch_text(spec))];
+    let mut steps = vec![step(
+        "draw an unlabelled minibatch x and a labelled minibatch (x, y)",
+        &[],
+        batch_text(spec),
+    )];
     let labelled: BTreeSet<NetId> = prior_nets.union(&q_nets).copied().collect();
     steps.push(step(
-        format!("labelled step: minimise {} · cross-entropy of p(y | z = mean q(z | x))", l.labeled_weight),
+        format!(
+            "labelled step: minimise {} · cross-entropy of p(y | z = mean q(z | x))",
+            l.labeled_weight
+        ),
         &["encoder", "classifier"],
         optimizers_for(spec, &labelled, &prior_params),
     ));
-    steps.push(step("infer: z ~ q(z | x) by reparameterisation", &["encoder"], vec![]));
+    steps.push(step(
+        "infer: z ~ q(z | x) by reparameterisation",
+        &["encoder"],
+        vec![],
+    ));
     if let Some(s) = &l.prior_sampler {
-        steps.push(step("sample the marginal prior: z⁻ ~ p(z)", &["prior_grad"], vec![langevin_text(s, &start)]));
+        steps.push(step(
+            "sample the marginal prior: z⁻ ~ p(z)",
+            &["prior_grad"],
+            vec![langevin_text(s, &start)],
+        ));
     }
     let elbo_nets: BTreeSet<NetId> = lik_nets.union(&q_nets).copied().collect();
     let mut with = optimizers_for(spec, &elbo_nets, &lik_params);
@@ -156,8 +223,11 @@ fn amortized_ssl(_p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
 /// one step on E(data) − E(model) + c·(E(data)² + E(model)²).
 fn contrastive_divergence(p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
     let l = &spec.learn;
-    let (energy, grad) =
-        if has(p, "marginal_energy") { ("marginal_energy", "marginal_energy_grad") } else { ("energy", "energy_grad_x") };
+    let (energy, grad) = if has(p, "marginal_energy") {
+        ("marginal_energy", "marginal_energy_grad")
+    } else {
+        ("energy", "energy_grad_x")
+    };
     let mut steps = vec![step(
         format!("draw a minibatch x and add noise N(0, {}²)", l.data_noise),
         &[],
@@ -176,7 +246,10 @@ fn contrastive_divergence(p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
     let all_nets: BTreeSet<NetId> = (0..spec.networks.len()).map(NetId).collect();
     let all_params: BTreeSet<ParamId> = (0..spec.parameters.len()).map(ParamId).collect();
     steps.push(step(
-        format!("energy step: minimise mean E(x) − mean E(x⁻) + {} · (mean E(x)² + mean E(x⁻)²)", l.energy_reg),
+        format!(
+            "energy step: minimise mean E(x) − mean E(x⁻) + {} · (mean E(x)² + mean E(x⁻)²)",
+            l.energy_reg
+        ),
         &[energy],
         optimizers_for(spec, &all_nets, &all_params),
     ));

@@ -94,24 +94,46 @@ pub enum Op {
     /// `x · w` over the last axis of `x` and the first of `w` (no bias); `w: [in, out]`.
     MatMul,
     /// inputs `[x, w, b]`, `w: [out, in, k, k]`.
-    Conv2d { stride: usize, padding: usize },
+    Conv2d {
+        stride: usize,
+        padding: usize,
+    },
     /// inputs `[x, w, b]`, `w: [in, out, k, k]`.
-    ConvTranspose2d { stride: usize, padding: usize, output_padding: usize },
+    ConvTranspose2d {
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+    },
     /// New event dims (same number of elements); the batch dim is kept.
     Reshape,
     /// Sum over the listed event axes (0 = first axis after the batch).
-    Sum { axes: Vec<usize> },
+    Sum {
+        axes: Vec<usize>,
+    },
     /// Log-sum-exp over one event axis.
-    LogSumExp { axis: usize },
+    LogSumExp {
+        axis: usize,
+    },
     /// Softmax over one event axis.
-    Softmax { axis: usize },
-    LogSoftmax { axis: usize },
+    Softmax {
+        axis: usize,
+    },
+    LogSoftmax {
+        axis: usize,
+    },
     /// Select index `index` of event axis `axis` (the axis disappears).
-    Select { axis: usize, index: usize },
+    Select {
+        axis: usize,
+        index: usize,
+    },
     /// Concatenate along an event axis.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// Insert a size-1 event axis at `axis`.
-    Unsqueeze { axis: usize },
+    Unsqueeze {
+        axis: usize,
+    },
     /// Repeat to the node's shape (numpy broadcasting, batch included): makes implicit broadcasts
     /// explicit where a gradient needs them summed back.
     Broadcast,
@@ -135,8 +157,14 @@ impl Op {
             Op::Linear => "linear".into(),
             Op::MatMul => "matmul".into(),
             Op::Conv2d { stride, padding } => format!("conv2d(stride={stride}, padding={padding})"),
-            Op::ConvTranspose2d { stride, padding, output_padding } => {
-                format!("conv_transpose2d(stride={stride}, padding={padding}, output_padding={output_padding})")
+            Op::ConvTranspose2d {
+                stride,
+                padding,
+                output_padding,
+            } => {
+                format!(
+                    "conv_transpose2d(stride={stride}, padding={padding}, output_padding={output_padding})"
+                )
             }
             Op::Reshape => "reshape".into(),
             Op::Sum { axes } => format!("sum(axes={axes:?})"),
@@ -176,8 +204,14 @@ pub struct ParamInfo {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamInit {
     Constant(f64),
-    Normal { mean: f64, std: f64 },
-    Uniform { lo: f64, hi: f64 },
+    Normal {
+        mean: f64,
+        std: f64,
+    },
+    Uniform {
+        lo: f64,
+        hi: f64,
+    },
     /// Default initialisation of a layer weight with this fan-in (uniform ±1/√fan_in, as PyTorch).
     FanIn(usize),
 }
@@ -236,7 +270,12 @@ impl<'p> Builder<'p> {
     }
 
     fn key(op: &Op, inputs: &[NodeId], shape: &Shape) -> (String, Vec<NodeId>, Vec<usize>, bool) {
-        (format!("{op:?}"), inputs.to_vec(), shape.dims.clone(), shape.batched)
+        (
+            format!("{op:?}"),
+            inputs.to_vec(),
+            shape.dims.clone(),
+            shape.batched,
+        )
     }
 
     /// Adds (or reuses) a node. Inputs must already exist.
@@ -246,10 +285,18 @@ impl<'p> Builder<'p> {
             return *id;
         }
         for i in &inputs {
-            assert!(i.index() < self.program.nodes.len(), "internal error: node input {i} does not exist yet");
+            assert!(
+                i.index() < self.program.nodes.len(),
+                "internal error: node input {i} does not exist yet"
+            );
         }
         let id = NodeId(self.program.nodes.len() as u32);
-        self.program.nodes.push(Node { op, inputs, shape, dtype: DType::F32 });
+        self.program.nodes.push(Node {
+            op,
+            inputs,
+            shape,
+            dtype: DType::F32,
+        });
         self.memo.insert(key, id);
         id
     }
@@ -280,8 +327,13 @@ impl<'p> Builder<'p> {
     /// An elementwise binary op with numpy broadcasting; panics (internal error) on incompatible
     /// shapes, which the checker has ruled out.
     pub fn binary(&mut self, b: Binary, x: NodeId, y: NodeId) -> NodeId {
-        let shape = broadcast_shapes(self.shape(x), self.shape(y))
-            .unwrap_or_else(|| panic!("internal error: cannot broadcast {} and {}", self.shape(x), self.shape(y)));
+        let shape = broadcast_shapes(self.shape(x), self.shape(y)).unwrap_or_else(|| {
+            panic!(
+                "internal error: cannot broadcast {} and {}",
+                self.shape(x),
+                self.shape(y)
+            )
+        });
         self.node(Op::Binary(b), vec![x, y], shape)
     }
 
@@ -308,8 +360,21 @@ impl<'p> Builder<'p> {
     /// Sum over the given event axes.
     pub fn sum(&mut self, x: NodeId, axes: Vec<usize>) -> NodeId {
         let s = self.shape(x).clone();
-        let dims = s.dims.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| *d).collect();
-        self.node(Op::Sum { axes }, vec![x], Shape { batched: s.batched, dims })
+        let dims = s
+            .dims
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, d)| *d)
+            .collect();
+        self.node(
+            Op::Sum { axes },
+            vec![x],
+            Shape {
+                batched: s.batched,
+                dims,
+            },
+        )
     }
 
     /// Sum over every event axis: one number per example.
@@ -323,24 +388,55 @@ impl<'p> Builder<'p> {
 
     pub fn reshape(&mut self, x: NodeId, dims: Vec<usize>) -> NodeId {
         let s = self.shape(x).clone();
-        assert_eq!(s.numel(), dims.iter().product::<usize>(), "internal error: reshape changes the element count");
+        assert_eq!(
+            s.numel(),
+            dims.iter().product::<usize>(),
+            "internal error: reshape changes the element count"
+        );
         if s.dims == dims {
             return x;
         }
-        self.node(Op::Reshape, vec![x], Shape { batched: s.batched, dims })
+        self.node(
+            Op::Reshape,
+            vec![x],
+            Shape {
+                batched: s.batched,
+                dims,
+            },
+        )
     }
 
     /// Creates a function with the given inputs and outputs.
-    pub fn function(&mut self, name: &str, inputs: Vec<(String, NodeId)>, outputs: Vec<(String, NodeId)>, notes: Vec<String>) {
-        assert!(self.program.function(name).is_none(), "internal error: function `{name}` defined twice");
-        self.program.functions.push(Function { name: name.to_string(), inputs, outputs, notes });
+    pub fn function(
+        &mut self,
+        name: &str,
+        inputs: Vec<(String, NodeId)>,
+        outputs: Vec<(String, NodeId)>,
+        notes: Vec<String>,
+    ) {
+        assert!(
+            self.program.function(name).is_none(),
+            "internal error: function `{name}` defined twice"
+        );
+        self.program.functions.push(Function {
+            name: name.to_string(),
+            inputs,
+            outputs,
+            notes,
+        });
     }
 }
 
 /// numpy broadcasting of two shapes (batch kept if either has it).
 pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
     let n = a.dims.len().max(b.dims.len());
-    let get = |s: &Shape, i: usize| if i + s.dims.len() >= n { s.dims[i + s.dims.len() - n] } else { 1 };
+    let get = |s: &Shape, i: usize| {
+        if i + s.dims.len() >= n {
+            s.dims[i + s.dims.len() - n]
+        } else {
+            1
+        }
+    };
     let mut dims = Vec::with_capacity(n);
     for i in 0..n {
         dims.push(match (get(a, i), get(b, i)) {
@@ -350,5 +446,8 @@ pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
             _ => return None,
         });
     }
-    Some(Shape { batched: a.batched || b.batched, dims })
+    Some(Shape {
+        batched: a.batched || b.batched,
+        dims,
+    })
 }

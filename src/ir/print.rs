@@ -24,9 +24,23 @@ pub fn print(p: &Program) -> String {
     }
     for f in &p.functions {
         o.push('\n');
-        let args: Vec<String> = f.inputs.iter().map(|(n, id)| format!("{n}: {}", p.node(*id).shape)).collect();
-        let outs: Vec<String> = f.outputs.iter().map(|(n, id)| format!("{n}: {}", p.node(*id).shape)).collect();
-        let _ = writeln!(o, "fn {}({}) -> ({})", f.name, args.join(", "), outs.join(", "));
+        let args: Vec<String> = f
+            .inputs
+            .iter()
+            .map(|(n, id)| format!("{n}: {}", p.node(*id).shape))
+            .collect();
+        let outs: Vec<String> = f
+            .outputs
+            .iter()
+            .map(|(n, id)| format!("{n}: {}", p.node(*id).shape))
+            .collect();
+        let _ = writeln!(
+            o,
+            "fn {}({}) -> ({})",
+            f.name,
+            args.join(", "),
+            outs.join(", ")
+        );
         for note in &f.notes {
             let _ = writeln!(o, "  # {note}");
         }
@@ -74,5 +88,9 @@ pub fn reachable(p: &Program, roots: impl IntoIterator<Item = NodeId>) -> Vec<No
         }
         stack.extend(p.node(id).inputs.iter().copied());
     }
-    seen.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| NodeId(i as u32)).collect()
+    seen.iter()
+        .enumerate()
+        .filter(|(_, s)| **s)
+        .map(|(i, _)| NodeId(i as u32))
+        .collect()
 }

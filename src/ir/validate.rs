@@ -30,7 +30,9 @@ pub fn validate(p: &Program) -> Result<(), InvalidProgram> {
         if let Op::Param(path) = &n.op
             && p.param(path).is_none()
         {
-            return err(format!("{id} reads parameter {path}, which is not declared"));
+            return err(format!(
+                "{id} reads parameter {path}, which is not declared"
+            ));
         }
     }
     let mut names = std::collections::BTreeSet::new();
@@ -47,7 +49,10 @@ pub fn validate(p: &Program) -> Result<(), InvalidProgram> {
             if let Op::Input(name) = &p.node(id).op
                 && !f.inputs.iter().any(|(_, i)| *i == id)
             {
-                return err(format!("function {} reads input `{name}` ({id}) that is not among its arguments", f.name));
+                return err(format!(
+                    "function {} reads input `{name}` ({id}) that is not among its arguments",
+                    f.name
+                ));
             }
         }
     }
@@ -55,28 +60,48 @@ pub fn validate(p: &Program) -> Result<(), InvalidProgram> {
 }
 
 fn shape_problem(op: &Op, ins: &[&Shape], out: &Shape) -> Option<String> {
-    let arity = |n: usize| (ins.len() != n).then(|| format!("expects {n} inputs, has {}", ins.len()));
+    let arity =
+        |n: usize| (ins.len() != n).then(|| format!("expects {n} inputs, has {}", ins.len()));
     let same = |s: &Shape| (s != out).then(|| format!("output {out} differs from input {s}"));
     match op {
         Op::Input(_) | Op::Param(_) | Op::Const(_) => arity(0),
         Op::Unary(_) => arity(1).or_else(|| same(ins[0])),
-        Op::Binary(Binary::Add | Binary::Sub | Binary::Mul | Binary::Div | Binary::Pow | Binary::Max | Binary::Min) => {
-            arity(2).or_else(|| match broadcast_shapes(ins[0], ins[1]) {
-                Some(s) if &s == out => None,
-                _ => Some(format!("{} and {} do not broadcast to {out}", ins[0], ins[1])),
-            })
-        }
+        Op::Binary(
+            Binary::Add
+            | Binary::Sub
+            | Binary::Mul
+            | Binary::Div
+            | Binary::Pow
+            | Binary::Max
+            | Binary::Min,
+        ) => arity(2).or_else(|| match broadcast_shapes(ins[0], ins[1]) {
+            Some(s) if &s == out => None,
+            _ => Some(format!(
+                "{} and {} do not broadcast to {out}",
+                ins[0], ins[1]
+            )),
+        }),
         Op::Linear => arity(3).or_else(|| {
             let (x, w) = (ins[0], ins[1]);
-            (w.dims.len() != 2 || x.dims.last() != w.dims.get(1) || out.dims.last() != w.dims.first())
-                .then(|| format!("x {x}, weight {w}, output {out} do not fit"))
+            (w.dims.len() != 2
+                || x.dims.last() != w.dims.get(1)
+                || out.dims.last() != w.dims.first())
+            .then(|| format!("x {x}, weight {w}, output {out} do not fit"))
         }),
         Op::Sum { axes } => arity(1).or_else(|| {
-            let keep: Vec<usize> =
-                ins[0].dims.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| *d).collect();
-            (keep != out.dims || axes.iter().any(|a| *a >= ins[0].dims.len())).then(|| format!("sum of {} is not {out}", ins[0]))
+            let keep: Vec<usize> = ins[0]
+                .dims
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, d)| *d)
+                .collect();
+            (keep != out.dims || axes.iter().any(|a| *a >= ins[0].dims.len()))
+                .then(|| format!("sum of {} is not {out}", ins[0]))
         }),
-        Op::Reshape => arity(1).or_else(|| (ins[0].numel() != out.numel()).then(|| "reshape changes the element count".into())),
+        Op::Reshape => arity(1).or_else(|| {
+            (ins[0].numel() != out.numel()).then(|| "reshape changes the element count".into())
+        }),
         Op::Unsqueeze { axis } => arity(1).or_else(|| {
             let mut d = ins[0].dims.clone();
             if *axis > d.len() {

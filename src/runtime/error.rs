@@ -80,6 +80,14 @@ pub enum RuntimeError {
     )]
     ParamMismatch { path: String, message: String },
 
+    /// A feature the runtime does not have yet (an algorithm or evaluation still to come).
+    #[error("{what} is not supported by this version of ebmc")]
+    #[diagnostic(
+        code(ebmc::run::unsupported),
+        help("`ebmc check` and `ebmc ir` accept the spec; running it needs a later ebmc")
+    )]
+    Unsupported { what: String },
+
     /// Saved state (RNG, optimizer) could not be decoded.
     #[error("corrupt {what}: {message}")]
     #[diagnostic(

@@ -330,7 +330,7 @@ impl Executor {
             Op::Input(_) | Op::Param(_) | Op::Const(_) => unreachable!("handled by eval_node"),
             Op::Unary(u) => match arg(0) {
                 Val::Const(c) => return Ok(Val::Const(unary_value(*u, *c))),
-                Val::T(x) => unary(*u, x, cx.dtype)?,
+                Val::T(x) => unary(*u, x)?,
             },
             Op::Binary(op) => {
                 return self.binary(
@@ -347,7 +347,8 @@ impl Executor {
                 let a = self.expand(arg(0), shape_of(0), &node.shape, cx)?;
                 let b = self.expand(arg(1), shape_of(1), &node.shape, cx)?;
                 let c = self.expand(arg(2), shape_of(2), &node.shape, cx)?;
-                c.gt(0.0)?.where_cond(&a, &b)?
+                let zero = self.tensor(&Val::Const(0.0), cx)?;
+                c.broadcast_gt(&zero)?.where_cond(&a, &b)?
             }
             Op::Broadcast => self.expand(arg(0), shape_of(0), &node.shape, cx)?,
             Op::SumTo => {
@@ -552,8 +553,8 @@ impl Executor {
             Binary::Mul => x.mul(&y),
             Binary::Div => x.div(&y),
             Binary::Pow => x.pow(&y),
-            Binary::Max => x.maximum(&y),
-            Binary::Min => x.minimum(&y),
+            Binary::Max => x.broadcast_maximum(&y),
+            Binary::Min => x.broadcast_minimum(&y),
         }
     }
 
@@ -611,7 +612,9 @@ fn full_dims(s: &Shape, batch: Option<usize>) -> candle_core::Result<Vec<usize>>
     Ok(d)
 }
 
-fn unary(u: Unary, x: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+fn unary(u: Unary, x: &Tensor) -> candle_core::Result<Tensor> {
+    // Non-generic candle entry points only (`broadcast_maximum`, not `maximum::<T>`): generic
+    // ones are instantiated in this crate, unoptimised in dev builds.
     match u {
         Unary::Neg => x.neg(),
         Unary::Exp => x.exp(),
@@ -625,14 +628,17 @@ fn unary(u: Unary, x: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
         Unary::Sigmoid => candle_nn::ops::sigmoid(x),
         Unary::Tanh => x.tanh(),
         Unary::Relu => x.relu(),
-        // max(x, s·x) for 0 ≤ s ≤ 1 (one fused pass instead of candle-nn's five ops).
-        Unary::LeakyRelu(s) if (0.0..=1.0).contains(&s) => x.maximum(&x.affine(s, 0.0)?),
-        Unary::LeakyRelu(s) if s > 1.0 => x.minimum(&x.affine(s, 0.0)?),
-        Unary::LeakyRelu(s) => x.gt(0.0)?.where_cond(x, &x.affine(s, 0.0)?),
+        // max(x, s·x) for 0 ≤ s ≤ 1 (two passes instead of candle-nn's five ops).
+        Unary::LeakyRelu(s) if (0.0..=1.0).contains(&s) => x.broadcast_maximum(&x.affine(s, 0.0)?),
+        Unary::LeakyRelu(s) if s > 1.0 => x.broadcast_minimum(&x.affine(s, 0.0)?),
+        // relu(x) − s·relu(−x): exact on both sides of 0.
+        Unary::LeakyRelu(s) => x.relu()?.add(&x.neg()?.relu()?.affine(-s, 0.0)?),
         // The tanh approximation, as the reference evaluator (and candle's `gelu`).
         Unary::Gelu => x.gelu(),
         Unary::Swish => x.silu(),
-        Unary::Step => x.gt(0.0)?.to_dtype(dtype),
+        // relu(sign(x)): 1 where x > 0, else 0, in x's dtype (two vectorised passes; a comparison
+        // gives u8 and needs a slow conversion).
+        Unary::Step => x.sign()?.relu(),
         Unary::Recip => x.recip(),
     }
 }

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod exec;
 pub mod image;
 pub mod optim;
@@ -11,3 +12,5 @@ pub mod params;
 pub mod report;
 pub mod rng;
 pub mod rundir;
+pub mod sampler;
+pub mod train;

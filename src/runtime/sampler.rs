@@ -34,7 +34,8 @@ pub fn langevin(
             .map(|(_, t)| t)
             .unwrap_or_else(|| panic!("internal error: `{grad_fn}` has no output `{grad_name}`"));
         let noise = rng.normal(z.dims(), 0.0, cfg.noise, z.device(), z.dtype())?;
-        z = (z + (g.affine(drift, 0.0).ctx("langevin drift")? + noise).ctx("langevin noise")?).ctx("langevin step")?;
+        z = (z + (g.affine(drift, 0.0).ctx("langevin drift")? + noise).ctx("langevin noise")?)
+            .ctx("langevin step")?;
     }
     Ok(z)
 }

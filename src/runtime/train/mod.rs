@@ -1,6 +1,7 @@
 //! Training: the state every algorithm shares ([`Session`]: executor, parameters, optimizers, RNG)
 //! and the algorithms' steps. The loop that feeds minibatches, logs and checkpoints is in `run.rs`.
 
+pub mod run;
 mod short_run_mle;
 
 use crate::check::{Algorithm, CheckedSpec, Reference};
@@ -47,7 +48,13 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    pub fn new(spec: &'a CheckedSpec, program: &Program, seed: u64, device: Device, dtype: DType) -> Result<Self> {
+    pub fn new(
+        spec: &'a CheckedSpec,
+        program: &Program,
+        seed: u64,
+        device: Device,
+        dtype: DType,
+    ) -> Result<Self> {
         let mut rng = Rng::new(seed);
         let params = Params::new(program, &mut rng, &device, dtype)?;
         let groups = spec
@@ -55,15 +62,32 @@ impl<'a> Session<'a> {
             .optimizers
             .iter()
             .map(|u| {
-                let mut selectors: Vec<String> =
-                    u.networks.iter().map(|n| format!("networks.{}.", spec.network(*n).name)).collect();
-                selectors.extend(u.parameters.iter().map(|p| format!("parameters.{}", spec.parameter(*p).name)));
+                let mut selectors: Vec<String> = u
+                    .networks
+                    .iter()
+                    .map(|n| format!("networks.{}.", spec.network(*n).name))
+                    .collect();
+                selectors.extend(
+                    u.parameters
+                        .iter()
+                        .map(|p| format!("parameters.{}", spec.parameter(*p).name)),
+                );
                 let paths = params.select(&selectors);
-                Group { key: u.key.clone(), optimizer: Optimizer::new(&u.optimizer, &paths), paths }
+                Group {
+                    key: u.key.clone(),
+                    optimizer: Optimizer::new(&u.key, &u.optimizer, paths.clone()),
+                    paths,
+                }
             })
             .collect();
-        let latent = spec.variables.iter().find(|v| !v.observed && v.is_continuous());
-        let observed = spec.variables.iter().find(|v| v.observed && v.is_continuous());
+        let latent = spec
+            .variables
+            .iter()
+            .find(|v| !v.observed && v.is_continuous());
+        let observed = spec
+            .variables
+            .iter()
+            .find(|v| v.observed && v.is_continuous());
         Ok(Session {
             spec,
             exec: Executor::new(program),
@@ -82,13 +106,21 @@ impl<'a> Session<'a> {
     pub fn step(&mut self, batch: &Batch) -> Result<StepMetrics> {
         match self.spec.learn.algorithm {
             Algorithm::ShortRunMle => short_run_mle::step(self, batch),
-            other => Err(RuntimeError::Unsupported { what: format!("the `{}` algorithm", other.name()) }),
+            other => Err(RuntimeError::Unsupported {
+                what: format!("the `{}` algorithm", other.name()),
+            }),
         }
     }
 
     /// `b` draws of the latent from its reference density p0.
     pub fn draw_reference(&mut self, b: usize) -> Result<Tensor> {
-        let (mean, std) = match self.spec.variables.iter().find(|v| v.name == self.latent).and_then(|v| v.reference.clone()) {
+        let (mean, std) = match self
+            .spec
+            .variables
+            .iter()
+            .find(|v| v.name == self.latent)
+            .and_then(|v| v.reference.clone())
+        {
             Some(Reference::Normal { mean, std }) => (mean, std),
             None => (0.0, 1.0),
         };
@@ -99,9 +131,18 @@ impl<'a> Session<'a> {
 
     /// Mean squared error between x and the generator's mean at z (per pixel).
     pub fn reconstruction_error(&self, x: &Tensor, z: &Tensor) -> Result<f64> {
-        let mean = self.exec.call1("generator", &[(&self.latent, z)], &ParamMode::Detached(&self.params))?;
+        let mean = self.exec.call1(
+            "generator",
+            &[(&self.latent, z)],
+            &ParamMode::Detached(&self.params),
+        )?;
         let d = (mean - x).ctx("reconstruction error")?;
-        scalar(&d.sqr().ctx("reconstruction error")?.mean_all().ctx("reconstruction error")?)
+        scalar(
+            &d.sqr()
+                .ctx("reconstruction error")?
+                .mean_all()
+                .ctx("reconstruction error")?,
+        )
     }
 
     /// Backpropagates `loss` to the parameters and steps every optimizer on its own group.
@@ -124,7 +165,7 @@ impl<'a> Session<'a> {
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = self.params.snapshot()?;
         for g in &self.groups {
-            out.extend(g.optimizer.state(&g.key)?);
+            out.extend(g.optimizer.state()?);
         }
         out.insert("rng.state".into(), self.rng.state_tensor()?);
         Ok(out)
@@ -134,9 +175,14 @@ impl<'a> Session<'a> {
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         self.params.load_from(state)?;
         for g in &mut self.groups {
-            g.optimizer.load_state(&g.key, state, &self.device, self.dtype)?;
+            g.optimizer.load_state(state, &self.params)?;
         }
-        let rng = state.get("rng.state").ok_or_else(|| RuntimeError::BadState { what: "rng.state missing".into() })?;
+        let rng = state
+            .get("rng.state")
+            .ok_or_else(|| RuntimeError::CorruptState {
+                what: "checkpoint".into(),
+                message: "no `rng.state` entry".into(),
+            })?;
         self.rng = Rng::from_state_tensor(rng)?;
         Ok(())
     }

@@ -16,30 +16,69 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
     // Both chains with the current parameters (no tape inside the chains).
     let z_post = {
         let z0 = s.draw_reference(b)?;
-        let cfg = s.spec.learn.posterior_sampler.clone().expect("checked: short_run_mle has a posterior sampler");
+        let cfg = s
+            .spec
+            .learn
+            .posterior_sampler
+            .clone()
+            .expect("checked: short_run_mle has a posterior sampler");
         let params = ParamMode::Detached(&s.params);
-        langevin(&s.exec, "posterior_grad", &latent, &[(&x_name, &batch.x)], z0, &cfg, &params, &mut s.rng)?
+        langevin(
+            &s.exec,
+            "posterior_grad",
+            &latent,
+            &[(&x_name, &batch.x)],
+            z0,
+            &cfg,
+            &params,
+            &mut s.rng,
+        )?
     };
     let z_prior = match (&s.spec.learn.prior_sampler, has_prior) {
         (Some(cfg), true) => {
             let z0 = s.draw_reference(b)?;
             let params = ParamMode::Detached(&s.params);
-            Some(langevin(&s.exec, "prior_grad", &latent, &[], z0, &cfg.clone(), &params, &mut s.rng)?)
+            Some(langevin(
+                &s.exec,
+                "prior_grad",
+                &latent,
+                &[],
+                z0,
+                &cfg.clone(),
+                &params,
+                &mut s.rng,
+            )?)
         }
         _ => None,
     };
 
     // Losses on the samples (detached: the chains ran on detached parameters).
     let tracked = ParamMode::Tracked(&s.params);
-    let log_lik = s.exec.call1("log_likelihood", &[(&x_name, &batch.x), (&latent, &z_post)], &tracked)?;
-    let loss_g = log_lik.mean_all().ctx("generator loss")?.neg().ctx("generator loss")?;
+    let log_lik = s.exec.call1(
+        "log_likelihood",
+        &[(&x_name, &batch.x), (&latent, &z_post)],
+        &tracked,
+    )?;
+    let loss_g = log_lik
+        .mean_all()
+        .ctx("generator loss")?
+        .neg()
+        .ctx("generator loss")?;
     let mut metrics = vec![("loss_g".to_string(), scalar(&loss_g)?)];
     let mut total = loss_g;
     if let Some(z_prior) = &z_prior {
         // f appears through the prior log-density; log p0 has no parameters, so its difference
         // contributes nothing to the gradient but keeps the reported quantity readable.
-        let lp_post = s.exec.call1("prior_log_density", &[(&latent, &z_post)], &tracked)?.mean_all().ctx("prior loss")?;
-        let lp_prior = s.exec.call1("prior_log_density", &[(&latent, z_prior)], &tracked)?.mean_all().ctx("prior loss")?;
+        let lp_post = s
+            .exec
+            .call1("prior_log_density", &[(&latent, &z_post)], &tracked)?
+            .mean_all()
+            .ctx("prior loss")?;
+        let lp_prior = s
+            .exec
+            .call1("prior_log_density", &[(&latent, z_prior)], &tracked)?
+            .mean_all()
+            .ctx("prior loss")?;
         let loss_e = (&lp_prior - &lp_post).ctx("prior loss")?;
         metrics.push(("loss_e".into(), scalar(&loss_e)?));
         metrics.push(("prior_post".into(), scalar(&lp_post)?));
@@ -53,5 +92,8 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
 }
 
 pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
-    t.to_dtype(candle_core::DType::F64).ctx("reading a scalar")?.to_scalar::<f64>().ctx("reading a scalar")
+    t.to_dtype(candle_core::DType::F64)
+        .ctx("reading a scalar")?
+        .to_scalar::<f64>()
+        .ctx("reading a scalar")
 }
