@@ -99,7 +99,7 @@ fn schema_is_json_schema_of_the_spec_format() {
 
 #[test]
 fn every_subcommand_explains_itself_with_an_example() {
-    for sub in ["check", "ir", "schema"] {
+    for sub in ["check", "ir", "run", "eval", "sample", "schema"] {
         let out = ebmc(&[sub, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         let help = text(&out.stdout);

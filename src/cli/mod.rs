@@ -90,6 +90,29 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
     },
+    /// Re-run a finished run's evaluations on its checkpoint (rewrites eval.json).
+    #[command(after_help = "Example:\n  ebmc eval runs/lebm_digits-20261125-201500")]
+    Eval {
+        /// The run directory.
+        #[arg(value_name = "RUN_DIR")]
+        dir: PathBuf,
+        /// Where the downloaded data sets live.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Draw samples from a finished run's model into a PNG grid in the run directory.
+    #[command(after_help = "Example:\n  ebmc sample runs/lebm_digits-20261125-201500 --n 64")]
+    Sample {
+        /// The run directory.
+        #[arg(value_name = "RUN_DIR")]
+        dir: PathBuf,
+        /// How many samples.
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        /// The file name inside the run directory.
+        #[arg(long, default_value = "samples-more.png")]
+        file: String,
+    },
     /// Compile a spec and print its IR: every function, the derived ones (marginals, classifier,
     /// closed-form posterior, input gradients) and the learning plan.
     #[command(
@@ -127,6 +150,24 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { specs, format } => check(&specs, format, style),
         Command::Ir { spec } => ir(&spec, style),
+        Command::Eval { dir, data_dir } => reuse(
+            &dir,
+            &data_dir,
+            crate::runtime::train::run::Reuse::Evaluate,
+            style,
+        ),
+        Command::Sample { dir, n, file } => {
+            let file = crate::runtime::rundir::safe_file_name(&file);
+            reuse(
+                &dir,
+                Path::new("data"),
+                crate::runtime::train::run::Reuse::Sample {
+                    n,
+                    file: file.clone(),
+                },
+                style,
+            )
+        }
         Command::Run {
             spec,
             out,
@@ -345,25 +386,7 @@ fn run(
             println!("run directory: {}", outcome.dir.display());
             ExitCode::SUCCESS
         }
-        Err(failures) => {
-            let spec_errors = failures.iter().any(|f| f.source.is_some());
-            for f in failures {
-                let mut d = Diagnostics::new(f.source.unwrap_or_else(|| SourceFile::new("", "")));
-                d.items.push(f.diagnostic);
-                eprint!("{}", d.render(style));
-                if let Some(dir) = f.dir {
-                    eprintln!(
-                        "run directory (last good checkpoint kept): {}",
-                        dir.display()
-                    );
-                }
-            }
-            ExitCode::from(if spec_errors {
-                EXIT_SPEC_ERRORS
-            } else {
-                EXIT_RUN_FAILED
-            })
-        }
+        Err(failures) => report_failures(failures, style),
     }
 }
 
@@ -388,4 +411,52 @@ fn set_threads(threads: Option<usize>, spec: Option<&Path>, resume: Option<&Path
             std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
         }
     }
+}
+
+fn reuse(
+    dir: &Path,
+    data_dir: &Path,
+    what: crate::runtime::train::run::Reuse,
+    style: RenderStyle,
+) -> ExitCode {
+    set_threads(None, None, Some(dir));
+    let sample_file = match &what {
+        crate::runtime::train::run::Reuse::Sample { file, .. } => Some(dir.join(file)),
+        crate::runtime::train::run::Reuse::Evaluate => None,
+    };
+    match crate::runtime::train::run::reuse_run(dir, data_dir, what) {
+        Ok(eval) => {
+            for (k, v) in &eval {
+                println!("{k}: {v:.6}");
+            }
+            if let Some(f) = sample_file {
+                println!("samples: {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failures) => report_failures(failures, style),
+    }
+}
+
+fn report_failures(
+    failures: Vec<crate::runtime::train::run::RunFailure>,
+    style: RenderStyle,
+) -> ExitCode {
+    let spec_errors = failures.iter().any(|f| f.source.is_some());
+    for f in failures {
+        let mut d = Diagnostics::new(f.source.unwrap_or_else(|| SourceFile::new("", "")));
+        d.items.push(f.diagnostic);
+        eprint!("{}", d.render(style));
+        if let Some(dir) = f.dir {
+            eprintln!(
+                "run directory (last good checkpoint kept): {}",
+                dir.display()
+            );
+        }
+    }
+    ExitCode::from(if spec_errors {
+        EXIT_SPEC_ERRORS
+    } else {
+        EXIT_RUN_FAILED
+    })
 }

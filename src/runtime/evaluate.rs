@@ -6,7 +6,7 @@ use crate::runtime::data::Dataset;
 use crate::runtime::error::{Context, Result, RuntimeError};
 use crate::runtime::exec::ParamMode;
 use crate::runtime::rundir::{self, RunDir};
-use crate::runtime::sampler::langevin;
+use crate::runtime::sampler::{Target, langevin};
 use crate::runtime::train::Session;
 use candle_core::Tensor;
 
@@ -22,7 +22,7 @@ pub fn run_all(
     let mut out = Vec::new();
     for e in s.spec.evaluate.clone() {
         match e {
-            Evaluation::Samples { n } => samples(s, n, dir)?,
+            Evaluation::Samples { n } => samples(s, n, dir, rundir::SAMPLES_FILE)?,
             Evaluation::ReconstructionMse => {
                 out.push(("reconstruction_mse".into(), reconstruction_mse(s, test)?))
             }
@@ -50,22 +50,27 @@ fn prior_chain(s: &Session) -> Option<Langevin> {
 }
 
 /// `n` samples: z from the prior (Langevin on `prior_grad` from p0), x = the generator's mean.
-fn samples(s: &mut Session, n: usize, dir: &RunDir) -> Result<()> {
+pub fn samples(s: &mut Session, n: usize, dir: &RunDir, file: &str) -> Result<()> {
     if !s.exec.has_function("generator") {
         return Ok(());
     }
     let z0 = s.draw_reference(n)?;
     let z = match prior_chain(s) {
-        Some(cfg) => langevin(
-            &s.exec,
-            "prior_grad",
-            &s.latent,
-            &[],
-            z0,
-            &cfg,
-            &ParamMode::Detached(&s.params),
-            &mut s.rng,
-        )?,
+        Some(cfg) => {
+            let target = Target {
+                grad_fn: "prior_grad",
+                latent: &s.latent,
+                given: &[],
+            };
+            langevin(
+                &s.exec,
+                &target,
+                z0,
+                &cfg,
+                &ParamMode::Detached(&s.params),
+                &mut s.rng,
+            )?
+        }
         None => z0,
     };
     let x = s.exec.call1(
@@ -73,7 +78,7 @@ fn samples(s: &mut Session, n: usize, dir: &RunDir) -> Result<()> {
         &[(&s.latent, &z)],
         &ParamMode::Detached(&s.params),
     )?;
-    write_grid(s, &x, n, dir, rundir::SAMPLES_FILE)
+    write_grid(s, &x, n, dir, file)
 }
 
 fn write_grid(s: &Session, x: &Tensor, n: usize, dir: &RunDir, name: &str) -> Result<()> {
@@ -121,11 +126,15 @@ fn infer(s: &mut Session, x: &Tensor) -> Result<Tensor> {
         })?;
     let z0 = s.draw_reference(b)?;
     let observed = s.observed.clone();
+    let given = [(observed.as_str(), x)];
+    let target = Target {
+        grad_fn: "posterior_grad",
+        latent: &s.latent,
+        given: &given,
+    };
     langevin(
         &s.exec,
-        "posterior_grad",
-        &s.latent.clone(),
-        &[(&observed, x)],
+        &target,
         z0,
         &cfg,
         &ParamMode::Detached(&s.params),

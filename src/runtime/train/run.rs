@@ -340,3 +340,56 @@ fn write_outputs(
     };
     report.write(&dir.file(rundir::REPORT_FILE))
 }
+
+/// What `ebmc eval` / `ebmc sample` do with a finished run.
+pub enum Reuse {
+    /// Re-run every evaluation of the spec on the checkpoint; rewrites `eval.json`.
+    Evaluate,
+    /// Write a grid of `n` samples to `file` in the run directory.
+    Sample { n: usize, file: String },
+}
+
+/// Loads a run's spec and checkpoint and evaluates or samples it.
+pub fn reuse_run(
+    dir: &Path,
+    data_dir: &Path,
+    what: Reuse,
+) -> Result<Vec<(String, f64)>, Vec<RunFailure>> {
+    let run = RunDir::open_for_resume(dir).map_err(|e| vec![fail(e, None)])?;
+    let text = run
+        .read_text(rundir::SPEC_FILE)
+        .map_err(|e| vec![fail(e, Some(&run))])?;
+    let source = SourceFile::new(run.file(rundir::SPEC_FILE).display().to_string(), text);
+    let (spec, program) = crate::compile_source(&source).map_err(|d| {
+        let src = d.source.clone();
+        d.items
+            .into_iter()
+            .map(|diagnostic| RunFailure {
+                diagnostic,
+                source: Some(src.clone()),
+                dir: None,
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let device = Device::Cpu;
+    let rt = |e: RuntimeError| vec![fail(e, Some(&run))];
+    let mut session =
+        Session::new(&spec, &program, spec.learn.seed, device.clone(), DType::F32).map_err(rt)?;
+    let (state, meta) = checkpoint::load(&run.file(rundir::CHECKPOINT_FILE), &device)
+        .map_err(|e| vec![fail(e, Some(&run))])?;
+    session.load_state(&state).map_err(rt)?;
+    match what {
+        Reuse::Sample { n, file } => {
+            evaluate::samples(&mut session, n, &run, &file).map_err(rt)?;
+            Ok(Vec::new())
+        }
+        Reuse::Evaluate => {
+            let (train, test) = load_data(&spec, data_dir).map_err(|e| vec![e])?;
+            let eval = evaluate::run_all(&mut session, &train, &test, &run).map_err(rt)?;
+            write_eval_json(&run.file(rundir::EVAL_FILE), &eval)
+                .map_err(|e| rt(RuntimeError::io(run.path(), &e)))?;
+            let _ = meta;
+            Ok(eval)
+        }
+    }
+}

@@ -5,7 +5,7 @@
 use super::{Batch, Session, StepMetrics};
 use crate::runtime::error::{Context, Result};
 use crate::runtime::exec::ParamMode;
-use crate::runtime::sampler::langevin;
+use crate::runtime::sampler::{Target, langevin};
 use candle_core::Tensor;
 
 pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
@@ -23,26 +23,26 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
             .clone()
             .expect("checked: short_run_mle has a posterior sampler");
         let params = ParamMode::Detached(&s.params);
-        langevin(
-            &s.exec,
-            "posterior_grad",
-            &latent,
-            &[(&x_name, &batch.x)],
-            z0,
-            &cfg,
-            &params,
-            &mut s.rng,
-        )?
+        let given = [(x_name.as_str(), &batch.x)];
+        let target = Target {
+            grad_fn: "posterior_grad",
+            latent: &latent,
+            given: &given,
+        };
+        langevin(&s.exec, &target, z0, &cfg, &params, &mut s.rng)?
     };
     let z_prior = match (&s.spec.learn.prior_sampler, has_prior) {
         (Some(cfg), true) => {
             let z0 = s.draw_reference(b)?;
             let params = ParamMode::Detached(&s.params);
+            let target = Target {
+                grad_fn: "prior_grad",
+                latent: &latent,
+                given: &[],
+            };
             Some(langevin(
                 &s.exec,
-                "prior_grad",
-                &latent,
-                &[],
+                &target,
                 z0,
                 &cfg.clone(),
                 &params,
