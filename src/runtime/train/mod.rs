@@ -45,6 +45,11 @@ pub struct Session<'a> {
     pub latent: String,
     pub latent_shape: Vec<usize>,
     pub observed: String,
+    /// State an algorithm keeps across iterations (replay buffers, persistent chains), saved in
+    /// checkpoints under `algo.<name>` so a resumed run continues exactly.
+    pub algorithm_state: HashMap<String, Tensor>,
+    /// Labelled training examples (features, labels) when `data.labels_per_class` keeps a few.
+    pub labelled: Option<(Tensor, Vec<u32>)>,
 }
 
 impl<'a> Session<'a> {
@@ -99,6 +104,8 @@ impl<'a> Session<'a> {
             latent: latent.map(|v| v.name.clone()).unwrap_or_default(),
             latent_shape: latent.map(|v| v.shape.clone()).unwrap_or_default(),
             observed: observed.map(|v| v.name.clone()).unwrap_or_default(),
+            algorithm_state: HashMap::new(),
+            labelled: None,
         })
     }
 
@@ -168,6 +175,9 @@ impl<'a> Session<'a> {
             out.extend(g.optimizer.state()?);
         }
         out.insert("rng.state".into(), self.rng.state_tensor()?);
+        for (k, v) in &self.algorithm_state {
+            out.insert(format!("algo.{k}"), v.clone());
+        }
         Ok(out)
     }
 
@@ -184,6 +194,10 @@ impl<'a> Session<'a> {
                 message: "no `rng.state` entry".into(),
             })?;
         self.rng = Rng::from_state_tensor(rng)?;
+        self.algorithm_state = state
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("algo.")?.to_string(), v.to_device(&self.device).ok()?)))
+            .collect();
         Ok(())
     }
 }

@@ -1,44 +1,14 @@
-//! The evaluations a spec names in `evaluate:`, run on a trained session. Each returns flat
-//! `metric → value` pairs for `eval.json` and the report; pictures go into the run directory.
+//! Evaluations of generator models: samples, reconstruction error, anomaly detection (AUPRC).
 
-use crate::check::{Evaluation, Langevin};
+use super::EVAL_BATCH;
+use crate::check::Langevin;
 use crate::runtime::data::Dataset;
 use crate::runtime::error::{Context, Result, RuntimeError};
 use crate::runtime::exec::ParamMode;
-use crate::runtime::rundir::{self, RunDir};
+use crate::runtime::rundir::RunDir;
 use crate::runtime::sampler::{Target, langevin};
 use crate::runtime::train::Session;
 use candle_core::Tensor;
-
-/// Examples per evaluation batch.
-const EVAL_BATCH: usize = 200;
-
-pub fn run_all(
-    s: &mut Session,
-    _train: &Dataset,
-    test: &Dataset,
-    dir: &RunDir,
-) -> Result<Vec<(String, f64)>> {
-    let mut out = Vec::new();
-    for e in s.spec.evaluate.clone() {
-        match e {
-            Evaluation::Samples { n } => samples(s, n, dir, rundir::SAMPLES_FILE)?,
-            Evaluation::ReconstructionMse => {
-                out.push(("reconstruction_mse".into(), reconstruction_mse(s, test)?))
-            }
-            Evaluation::AnomalyAuprc { heldout } => out.push((
-                format!("anomaly_auprc_heldout_{heldout}"),
-                anomaly_auprc(s, test, heldout as u32)?,
-            )),
-            other => {
-                return Err(RuntimeError::Unsupported {
-                    what: format!("the evaluation {other:?} (not implemented yet)"),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// The configured prior chain, or none when the prior is the reference density itself.
 fn prior_chain(s: &Session) -> Option<Langevin> {
@@ -81,7 +51,7 @@ pub fn samples(s: &mut Session, n: usize, dir: &RunDir, file: &str) -> Result<()
     write_grid(s, &x, n, dir, file)
 }
 
-fn write_grid(s: &Session, x: &Tensor, n: usize, dir: &RunDir, name: &str) -> Result<()> {
+pub(super) fn write_grid(s: &Session, x: &Tensor, n: usize, dir: &RunDir, name: &str) -> Result<()> {
     let var = s
         .spec
         .variables
@@ -142,13 +112,13 @@ fn infer(s: &mut Session, x: &Tensor) -> Result<Tensor> {
     )
 }
 
-fn batches(d: &Dataset) -> impl Iterator<Item = Vec<usize>> + '_ {
+pub(super) fn batches(d: &Dataset) -> impl Iterator<Item = Vec<usize>> + '_ {
     (0..d.len())
         .step_by(EVAL_BATCH)
         .map(move |i| (i..(i + EVAL_BATCH).min(d.len())).collect())
 }
 
-fn tensor(s: &Session, d: &Dataset, idx: &[usize]) -> Result<Tensor> {
+pub(super) fn tensor(s: &Session, d: &Dataset, idx: &[usize]) -> Result<Tensor> {
     let mut shape = vec![idx.len()];
     shape.extend(&d.shape);
     Tensor::from_vec(d.batch(idx), shape, &s.device)
@@ -158,7 +128,7 @@ fn tensor(s: &Session, d: &Dataset, idx: &[usize]) -> Result<Tensor> {
 }
 
 /// Mean squared error per pixel between test images and the generator's mean at the inferred z.
-fn reconstruction_mse(s: &mut Session, test: &Dataset) -> Result<f64> {
+pub fn reconstruction_mse(s: &mut Session, test: &Dataset) -> Result<f64> {
     let (mut total, mut count) = (0.0, 0usize);
     for idx in batches(test) {
         let x = tensor(s, test, &idx)?;
@@ -171,7 +141,7 @@ fn reconstruction_mse(s: &mut Session, test: &Dataset) -> Result<f64> {
 
 /// AUPRC with the held-out digit as the positive class; the score is −log p(x, z) at the inferred
 /// z (the unnormalised log-posterior of paper 002 §3.4, negated so that higher = more anomalous).
-fn anomaly_auprc(s: &mut Session, test: &Dataset, heldout: u32) -> Result<f64> {
+pub fn anomaly_auprc(s: &mut Session, test: &Dataset, heldout: u32) -> Result<f64> {
     let labels = test
         .labels
         .as_ref()
