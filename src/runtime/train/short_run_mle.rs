@@ -7,13 +7,16 @@ use crate::runtime::error::{Context, Result};
 use crate::runtime::exec::ParamMode;
 use crate::runtime::sampler::{Target, langevin};
 use candle_core::Tensor;
+use std::time::Instant;
 
 pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
     let b = batch.x.dim(0).ctx("batch size")?;
     let (latent, x_name) = (s.latent.clone(), s.observed.clone());
     let has_prior = s.spec.model.prior.is_some();
 
-    // Both chains with the current parameters (no tape inside the chains).
+    // Both chains with the current parameters (no tape inside the chains). Each phase is timed:
+    // the report's seconds per phase are the built-in profile.
+    let clock = Instant::now();
     let z_post = {
         let z0 = s.draw_reference(b)?;
         let cfg = s
@@ -31,6 +34,8 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
         };
         langevin(&s.exec, &target, z0, &cfg, &params, &mut s.rng)?
     };
+    let sec_posterior = clock.elapsed().as_secs_f64();
+    let clock = Instant::now();
     let z_prior = match (&s.spec.learn.prior_sampler, has_prior) {
         (Some(cfg), true) => {
             let z0 = s.draw_reference(b)?;
@@ -52,6 +57,8 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
         _ => None,
     };
 
+    let sec_prior = clock.elapsed().as_secs_f64();
+    let clock = Instant::now();
     // Losses on the samples (detached: the chains ran on detached parameters).
     let tracked = ParamMode::Tracked(&s.params);
     let log_lik = s.exec.call1(
@@ -88,6 +95,9 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
     let mse = s.reconstruction_error(&batch.x, &z_post)?;
     metrics.push(("mse".into(), mse));
     s.apply_gradients(&total)?;
+    metrics.push(("sec_posterior".into(), sec_posterior));
+    metrics.push(("sec_prior".into(), sec_prior));
+    metrics.push(("sec_update".into(), clock.elapsed().as_secs_f64()));
     Ok(metrics)
 }
 
