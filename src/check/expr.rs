@@ -810,30 +810,9 @@ fn is_density_call(e: &ast::Expr) -> bool {
     matches!(&e.kind, ast::ExprKind::Call(c) if matches!(c.callee.name.as_str(), "normal" | "bernoulli" | "categorical"))
 }
 
-/// numpy-style broadcasting of event dims; the batch dimension is kept if either side has it.
+/// numpy-style broadcasting (see [`Shape::broadcast`]).
 pub(crate) fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
-    let n = a.dims.len().max(b.dims.len());
-    let get = |s: &Shape, i: usize| {
-        if i + s.dims.len() >= n {
-            s.dims[i + s.dims.len() - n]
-        } else {
-            1
-        }
-    };
-    let mut dims = Vec::with_capacity(n);
-    for i in 0..n {
-        let (x, y) = (get(a, i), get(b, i));
-        dims.push(match (x, y) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => return None,
-        });
-    }
-    Some(Shape {
-        batched: a.batched || b.batched,
-        dims,
-    })
+    a.broadcast(b)
 }
 
 impl TExpr {

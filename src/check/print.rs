@@ -2,7 +2,7 @@
 //! `ebmc check --show` prints it and the snapshot tests store it.
 
 use super::{
-    CheckedSpec, DataSource, Evaluation, IndexBy, Init, Layer, Optimizer, ReduceOp, ReduceOver,
+    CheckedSpec, DataSource, Evaluation, IndexBy, Init, Layer, ReduceOp, ReduceOver,
     TExpr, TExprKind,
 };
 use std::fmt::Write;
@@ -133,21 +133,7 @@ pub fn summary(spec: &CheckedSpec) -> String {
                 .iter()
                 .map(|p| spec.parameter(*p).name.as_str()),
         );
-        let opt = match u.optimizer {
-            Optimizer::Adam {
-                lr,
-                betas,
-                weight_decay,
-                decay,
-            } => {
-                format!(
-                    "adam lr={lr} betas=({}, {}) weight_decay={weight_decay} decay={decay}",
-                    betas.0, betas.1
-                )
-            }
-            Optimizer::Sgd { lr } => format!("sgd lr={lr}"),
-        };
-        let _ = writeln!(o, "  optimizer {} [{}] {opt}", u.key, targets.join(", "));
+        let _ = writeln!(o, "  optimizer {} [{}] {}", u.key, targets.join(", "), u.optimizer);
     }
     let _ = writeln!(
         o,

@@ -51,6 +51,22 @@ impl Shape {
     pub fn is_vector(&self) -> bool {
         self.dims.len() == 1
     }
+
+    /// numpy-style broadcasting of event dims; the batch dimension is kept if either side has it.
+    pub fn broadcast(&self, other: &Shape) -> Option<Shape> {
+        let n = self.dims.len().max(other.dims.len());
+        let get = |s: &Shape, i: usize| if i + s.dims.len() >= n { s.dims[i + s.dims.len() - n] } else { 1 };
+        let mut dims = Vec::with_capacity(n);
+        for i in 0..n {
+            dims.push(match (get(self, i), get(other, i)) {
+                (x, y) if x == y => x,
+                (1, y) => y,
+                (x, 1) => x,
+                _ => return None,
+            });
+        }
+        Some(Shape { batched: self.batched || other.batched, dims })
+    }
 }
 
 impl fmt::Display for Shape {
@@ -604,6 +620,17 @@ pub enum Optimizer {
     Sgd {
         lr: f64,
     },
+}
+
+impl fmt::Display for Optimizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Optimizer::Adam { lr, betas, weight_decay, decay } => {
+                write!(f, "adam lr={lr} betas=({}, {}) weight_decay={weight_decay} decay={decay}", betas.0, betas.1)
+            }
+            Optimizer::Sgd { lr } => write!(f, "sgd lr={lr}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -3,7 +3,7 @@
 //! The update order follows the authors' code (shared/notes/algorithms-from-reference-code.md).
 
 use crate::check::{
-    Algorithm, CheckedSpec, Langevin, NetId, Optimizer, OptimizerUse, ParamId, TExpr, TExprKind,
+    Algorithm, CheckedSpec, Langevin, NetId, OptimizerUse, ParamId, TExpr, TExprKind,
 };
 use crate::ir::{PlanStep, Program};
 use std::collections::BTreeSet;
@@ -95,20 +95,7 @@ fn optimizers_for(
 }
 
 fn optimizer_text(u: &OptimizerUse) -> String {
-    match u.optimizer {
-        Optimizer::Adam {
-            lr,
-            betas,
-            weight_decay,
-            decay,
-        } => {
-            format!(
-                "adam lr={lr} betas=({}, {}) weight_decay={weight_decay} decay={decay}",
-                betas.0, betas.1
-            )
-        }
-        Optimizer::Sgd { lr } => format!("sgd lr={lr}"),
-    }
+    u.optimizer.to_string()
 }
 
 fn has(p: &Program, name: &str) -> bool {

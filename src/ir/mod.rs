@@ -429,25 +429,5 @@ impl<'p> Builder<'p> {
 
 /// numpy broadcasting of two shapes (batch kept if either has it).
 pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
-    let n = a.dims.len().max(b.dims.len());
-    let get = |s: &Shape, i: usize| {
-        if i + s.dims.len() >= n {
-            s.dims[i + s.dims.len() - n]
-        } else {
-            1
-        }
-    };
-    let mut dims = Vec::with_capacity(n);
-    for i in 0..n {
-        dims.push(match (get(a, i), get(b, i)) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => return None,
-        });
-    }
-    Some(Shape {
-        batched: a.batched || b.batched,
-        dims,
-    })
+    a.broadcast(b)
 }
