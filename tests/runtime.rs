@@ -168,7 +168,11 @@ fn divergence_stops_the_run_with_a_coded_error_and_keeps_the_directory_intact() 
     // A posterior step size of 1e4 throws z far out on the first step: the energies overflow.
     let source = spec_with(
         "specs/lebm_digits.yaml",
-        &["learn.iterations=5", "learn.batch=20", "learn.posterior_sampler=langevin(steps = 5, step_size = 1e4)"],
+        &[
+            "learn.iterations=5",
+            "learn.batch=20",
+            "learn.posterior_sampler=langevin(steps = 5, step_size = 1e4)",
+        ],
     );
     let out = temp_dir("diverge");
     let failures = match run(&source, &options(&out)) {
@@ -176,11 +180,22 @@ fn divergence_stops_the_run_with_a_coded_error_and_keeps_the_directory_intact() 
         Err(f) => f,
     };
     let d = &failures[0].diagnostic;
-    assert_eq!(d.code().map(|c| c.to_string()).as_deref(), Some("ebmc::run::diverged"), "{d}");
-    assert!(d.to_string().contains("step 1"), "the error names the step: {d}");
+    assert_eq!(
+        d.code().map(|c| c.to_string()).as_deref(),
+        Some("ebmc::run::diverged"),
+        "{d}"
+    );
+    assert!(
+        d.to_string().contains("step 1"),
+        "the error names the step: {d}"
+    );
     assert!(out.join("spec.yaml").exists() && out.join("program.ir").exists());
-    for line in std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default().lines() {
-        serde_json::from_str::<serde_json::Value>(line).expect("metrics.jsonl holds only whole JSON lines");
+    for line in std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+    {
+        serde_json::from_str::<serde_json::Value>(line)
+            .expect("metrics.jsonl holds only whole JSON lines");
     }
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -191,8 +206,20 @@ fn an_existing_output_directory_is_never_overwritten() {
     std::fs::create_dir_all(&out).expect("mkdir");
     std::fs::write(out.join("precious.txt"), "keep me").expect("write");
     let source = spec_with("specs/lebm_digits.yaml", &["learn.iterations=2"]);
-    let failures = run(&source, &options(&out)).err().expect("a non-empty --out is refused");
-    assert_eq!(failures[0].diagnostic.code().map(|c| c.to_string()).as_deref(), Some("ebmc::run::out_exists"));
-    assert_eq!(std::fs::read_to_string(out.join("precious.txt")).expect("still there"), "keep me");
+    let failures = run(&source, &options(&out))
+        .err()
+        .expect("a non-empty --out is refused");
+    assert_eq!(
+        failures[0]
+            .diagnostic
+            .code()
+            .map(|c| c.to_string())
+            .as_deref(),
+        Some("ebmc::run::out_exists")
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("precious.txt")).expect("still there"),
+        "keep me"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -2,8 +2,8 @@
 //! `ebmc check --show` prints it and the snapshot tests store it.
 
 use super::{
-    CheckedSpec, DataSource, Evaluation, IndexBy, Init, Layer, ReduceOp, ReduceOver,
-    TExpr, TExprKind,
+    CheckedSpec, DataSource, Evaluation, IndexBy, Init, Layer, ReduceOp, ReduceOver, TExpr,
+    TExprKind,
 };
 use std::fmt::Write;
 
@@ -133,7 +133,13 @@ pub fn summary(spec: &CheckedSpec) -> String {
                 .iter()
                 .map(|p| spec.parameter(*p).name.as_str()),
         );
-        let _ = writeln!(o, "  optimizer {} [{}] {}", u.key, targets.join(", "), u.optimizer);
+        let _ = writeln!(
+            o,
+            "  optimizer {} [{}] {}",
+            u.key,
+            targets.join(", "),
+            u.optimizer
+        );
     }
     let _ = writeln!(
         o,

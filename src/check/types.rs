@@ -55,7 +55,13 @@ impl Shape {
     /// numpy-style broadcasting of event dims; the batch dimension is kept if either side has it.
     pub fn broadcast(&self, other: &Shape) -> Option<Shape> {
         let n = self.dims.len().max(other.dims.len());
-        let get = |s: &Shape, i: usize| if i + s.dims.len() >= n { s.dims[i + s.dims.len() - n] } else { 1 };
+        let get = |s: &Shape, i: usize| {
+            if i + s.dims.len() >= n {
+                s.dims[i + s.dims.len() - n]
+            } else {
+                1
+            }
+        };
         let mut dims = Vec::with_capacity(n);
         for i in 0..n {
             dims.push(match (get(self, i), get(other, i)) {
@@ -65,7 +71,10 @@ impl Shape {
                 _ => return None,
             });
         }
-        Some(Shape { batched: self.batched || other.batched, dims })
+        Some(Shape {
+            batched: self.batched || other.batched,
+            dims,
+        })
     }
 }
 
@@ -625,8 +634,17 @@ pub enum Optimizer {
 impl fmt::Display for Optimizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Optimizer::Adam { lr, betas, weight_decay, decay } => {
-                write!(f, "adam lr={lr} betas=({}, {}) weight_decay={weight_decay} decay={decay}", betas.0, betas.1)
+            Optimizer::Adam {
+                lr,
+                betas,
+                weight_decay,
+                decay,
+            } => {
+                write!(
+                    f,
+                    "adam lr={lr} betas=({}, {}) weight_decay={weight_decay} decay={decay}",
+                    betas.0, betas.1
+                )
             }
             Optimizer::Sgd { lr } => write!(f, "sgd lr={lr}"),
         }

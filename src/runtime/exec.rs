@@ -424,9 +424,8 @@ impl Executor {
                 let (x, w) = (self.tensor(arg(0), cx)?, self.tensor(arg(1), cx)?);
                 let batched = x.rank() == 4;
                 let x = if batched { x } else { x.unsqueeze(0)? };
-                let y = x
-                    .contiguous()?
-                    .conv2d(&w.contiguous()?, *padding, *stride, 1, 1)?;
+                // GEMM + im2col on the CPU (candle's own elsewhere); see `runtime::conv`.
+                let y = super::conv::conv2d(&x, &w, *stride, *padding)?;
                 conv_bias(y, arg(2), batched)?
             }
             Op::ConvTranspose2d {
@@ -437,13 +436,8 @@ impl Executor {
                 let (x, w) = (self.tensor(arg(0), cx)?, self.tensor(arg(1), cx)?);
                 let batched = x.rank() == 4;
                 let x = if batched { x } else { x.unsqueeze(0)? };
-                let y = x.contiguous()?.conv_transpose2d(
-                    &w.contiguous()?,
-                    *padding,
-                    *output_padding,
-                    *stride,
-                    1,
-                )?;
+                // GEMM + col2im on the CPU (candle's own elsewhere); see `runtime::conv`.
+                let y = super::conv::conv_transpose2d(&x, &w, *stride, *padding, *output_padding)?;
                 conv_bias(y, arg(2), batched)?
             }
             Op::Reshape => {

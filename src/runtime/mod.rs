@@ -2,6 +2,7 @@
 //! loads data, runs the learning algorithms and writes the run directory.
 
 pub mod checkpoint;
+pub mod conv;
 pub mod data;
 pub mod error;
 pub mod evaluate;
@@ -9,6 +10,7 @@ pub mod exec;
 pub mod image;
 pub mod optim;
 pub mod params;
+pub mod replay;
 pub mod report;
 pub mod rng;
 pub mod rundir;

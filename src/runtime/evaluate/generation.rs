@@ -51,7 +51,13 @@ pub fn samples(s: &mut Session, n: usize, dir: &RunDir, file: &str) -> Result<()
     write_grid(s, &x, n, dir, file)
 }
 
-pub(super) fn write_grid(s: &Session, x: &Tensor, n: usize, dir: &RunDir, name: &str) -> Result<()> {
+pub(super) fn write_grid(
+    s: &Session,
+    x: &Tensor,
+    n: usize,
+    dir: &RunDir,
+    name: &str,
+) -> Result<()> {
     let var = s
         .spec
         .variables

@@ -1,6 +1,8 @@
 //! Training: the state every algorithm shares ([`Session`]: executor, parameters, optimizers, RNG)
 //! and the algorithms' steps. The loop that feeds minibatches, logs and checkpoints is in `run.rs`.
 
+pub(crate) mod amortized_ssl;
+mod contrastive_divergence;
 pub mod run;
 mod short_run_mle;
 
@@ -39,6 +41,8 @@ pub struct Session<'a> {
     pub params: Params,
     pub groups: Vec<Group>,
     pub rng: Rng,
+    /// The seed the session was created with (a baseline trained beside it starts the same way).
+    pub seed: u64,
     pub device: Device,
     pub dtype: DType,
     /// Name and event shape of the continuous latent (if any) and of the observed features.
@@ -50,6 +54,9 @@ pub struct Session<'a> {
     pub algorithm_state: HashMap<String, Tensor>,
     /// Labelled training examples (features, labels) when `data.labels_per_class` keeps a few.
     pub labelled: Option<(Tensor, Vec<u32>)>,
+    /// Where the built-in data sets live (`RunOptions::data_dir`): evaluations that load another
+    /// set (`ood_auroc`) read it from here.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl<'a> Session<'a> {
@@ -99,6 +106,7 @@ impl<'a> Session<'a> {
             params,
             groups,
             rng,
+            seed,
             device,
             dtype,
             latent: latent.map(|v| v.name.clone()).unwrap_or_default(),
@@ -106,6 +114,7 @@ impl<'a> Session<'a> {
             observed: observed.map(|v| v.name.clone()).unwrap_or_default(),
             algorithm_state: HashMap::new(),
             labelled: None,
+            data_dir: std::path::PathBuf::from("data"),
         })
     }
 
@@ -113,9 +122,8 @@ impl<'a> Session<'a> {
     pub fn step(&mut self, batch: &Batch) -> Result<StepMetrics> {
         match self.spec.learn.algorithm {
             Algorithm::ShortRunMle => short_run_mle::step(self, batch),
-            other => Err(RuntimeError::Unsupported {
-                what: format!("the `{}` algorithm", other.name()),
-            }),
+            Algorithm::ContrastiveDivergence => contrastive_divergence::step(self, batch),
+            Algorithm::AmortizedSsl => amortized_ssl::step(self, batch),
         }
     }
 
@@ -161,6 +169,21 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Backpropagates `loss` and steps the optimizers on the parameters in `paths` only (the
+    /// gradients of all others are dropped): for algorithms with several updates per iteration.
+    pub fn apply_gradients_to(&mut self, loss: &Tensor, paths: &[String]) -> Result<()> {
+        let mut grads = loss.backward().ctx("backward pass")?;
+        for (path, var) in self.params.iter() {
+            if !paths.iter().any(|p| p == path) {
+                grads.remove(var.as_tensor());
+            }
+        }
+        for g in &mut self.groups {
+            g.optimizer.step(&grads, &self.params)?;
+        }
+        Ok(())
+    }
+
     /// Called at the end of every epoch: the optimizers' learning-rate decay.
     pub fn end_epoch(&mut self) {
         for g in &mut self.groups {
@@ -196,7 +219,12 @@ impl<'a> Session<'a> {
         self.rng = Rng::from_state_tensor(rng)?;
         self.algorithm_state = state
             .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("algo.")?.to_string(), v.to_device(&self.device).ok()?)))
+            .filter_map(|(k, v)| {
+                Some((
+                    k.strip_prefix("algo.")?.to_string(),
+                    v.to_device(&self.device).ok()?,
+                ))
+            })
             .collect();
         Ok(())
     }

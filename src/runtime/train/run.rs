@@ -157,8 +157,33 @@ fn load_data(spec: &CheckedSpec, data_dir: &Path) -> Result<(Dataset, Dataset), 
             .map_err(|e| fail(e, None))?;
         test.check_shape(&x.shape, &x.name)
             .map_err(|e| fail(e, None))?;
+        // Same number of values: the examples take the declared shape (`real[64]` for 8×8 digits).
+        train.shape = x.shape.clone();
+        test.shape = x.shape.clone();
     }
     Ok((train, test))
+}
+
+/// With `data.labels_per_class`, the seeded labelled examples of the training set (by `data.seed`)
+/// go into `session.labelled`. The unlabelled minibatches still come from the whole training set
+/// (their labels unread), as in the authors' code, whose unlabelled loader is the whole set.
+fn attach_labelled(session: &mut Session, train: &Dataset, dir: &RunDir) -> Result<(), RunFailure> {
+    let Some(per_class) = session.spec.data.labels_per_class else {
+        return Ok(());
+    };
+    let idx = data::labelled_subset(train, per_class, session.spec.data.seed)
+        .map_err(|e| fail(e, Some(dir)))?;
+    let x = Tensor::from_vec(
+        train.batch(&idx),
+        batch_shape(train, idx.len()),
+        &session.device,
+    )
+    .and_then(|t| t.to_dtype(session.dtype))
+    .ctx("uploading the labelled examples")
+    .map_err(|e| fail(e, Some(dir)))?;
+    let labels = train.label_batch(&idx).unwrap_or_default();
+    session.labelled = Some((x, labels));
+    Ok(())
 }
 
 fn train_and_evaluate(
@@ -173,6 +198,8 @@ fn train_and_evaluate(
     let rt = |e: RuntimeError| fail(e, Some(dir));
     let seed = opts.seed.unwrap_or(spec.learn.seed);
     let mut session = Session::new(spec, program, seed, device.clone(), DType::F32).map_err(rt)?;
+    session.data_dir = opts.data_dir.clone();
+    attach_labelled(&mut session, train, dir)?;
     let ckpt_path = dir.file(rundir::CHECKPOINT_FILE);
     let mut start = 0usize;
     let mut elapsed = 0.0f64;
@@ -375,6 +402,7 @@ pub fn reuse_run(
     let rt = |e: RuntimeError| vec![fail(e, Some(&run))];
     let mut session =
         Session::new(&spec, &program, spec.learn.seed, device.clone(), DType::F32).map_err(rt)?;
+    session.data_dir = data_dir.to_path_buf();
     let (state, meta) = checkpoint::load(&run.file(rundir::CHECKPOINT_FILE), &device)
         .map_err(|e| vec![fail(e, Some(&run))])?;
     session.load_state(&state).map_err(rt)?;
@@ -385,6 +413,7 @@ pub fn reuse_run(
         }
         Reuse::Evaluate => {
             let (train, test) = load_data(&spec, data_dir).map_err(|e| vec![e])?;
+            attach_labelled(&mut session, &train, &run).map_err(|e| vec![e])?;
             let eval = evaluate::run_all(&mut session, &train, &test, &run).map_err(rt)?;
             write_eval_json(&run.file(rundir::EVAL_FILE), &eval)
                 .map_err(|e| rt(RuntimeError::io(run.path(), &e)))?;

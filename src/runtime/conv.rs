@@ -1,0 +1,959 @@
+//! Fast CPU 2-D convolutions: GEMMs plus an `im2col` / `col2im` in plain Rust.
+//!
+//! candle 0.11's CPU `conv_transpose2d` is a direct loop (~30 GFLOP/s on the 2-core dev machine)
+//! while its GEMM reaches ~100 GFLOP/s, and candle's backward of `conv2d` w.r.t. its input goes
+//! through that slow `conv_transpose2d`. Here both convolutions share one layout of "columns"
+//! `cols: [N·Hs·Ws, C·k·k]`, whose row `(n, i, j)` holds, for every channel `c` and tap `(ki, kj)`,
+//! the pixel `(i·s − p + ki, j·s − p + kj)` of a larger image `[N, C, Hb, Wb]` (0 outside it):
+//!
+//! * `conv_transpose2d(x, w)` = `col2im(xᵀ · w)`: `x` as `[N·H·W, C_in]` times `w` as
+//!   `[C_in, C_out·k·k]`, then every entry is scatter-added into the output (the small grid is
+//!   the input, the large image the output). Backward: `dcols = im2col(g)`,
+//!   `dx = dcols · wᵀ`, `dw = xᵀ · dcols`.
+//! * `conv2d(x, w)` = `im2col(x) · wᵀ`, with `w` as `[C_out, C_in·k·k]` (the small grid is the
+//!   output). Backward: `dx = col2im(g · w)`, `dw = gᵀ · im2col(x)`.
+//!
+//! The GEMMs are candle's (`Tensor::matmul`); `im2col`, `col2im` and the layout changes are
+//! rayon loops over contiguous slices. Everything runs over chunks of whole images whose columns
+//! are a few MiB: they stay in the last-level cache between the GEMM and the scatter, and (being
+//! below glibc's mmap threshold) their buffers are reused instead of being faulted in afresh on
+//! every call (for the DCGAN layers the full `cols` is 26–52 MB).
+//!
+//! Autograd: each convolution is one candle node, a [`CustomOp2`] on `(x, w)` whose forward result
+//! is computed before the node is made and whose backward returns `dx` and `dw` directly (only
+//! those of tracked operands), so candle never stores or accumulates gradients of the columns.
+//! No second-order gradients. Only CPU tensors in f32/f64 take this path; other devices (CUDA)
+//! and dtypes keep candle's own convolutions.
+
+use candle_core::{
+    CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Storage, Tensor, WithDType,
+};
+use rayon::prelude::*;
+use std::sync::Mutex;
+
+/// The geometry shared by `im2col` and `col2im`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geom {
+    /// Batch.
+    n: usize,
+    /// Channels of the large image.
+    c: usize,
+    /// Large image (rows × cols).
+    hb: usize,
+    wb: usize,
+    /// Small grid: the rows of the columns matrix, per batch element.
+    hs: usize,
+    ws: usize,
+    /// Kernel size, stride, padding.
+    k: usize,
+    s: usize,
+    p: usize,
+}
+
+impl Geom {
+    fn rows(&self) -> usize {
+        self.n * self.hs * self.ws
+    }
+    fn row_len(&self) -> usize {
+        self.c * self.k * self.k
+    }
+    /// The taps `t` in `0..k` whose large-image index `base + t − p` lies in `0..len`.
+    fn taps(&self, base: usize, len: usize) -> (usize, usize) {
+        let lo = self.p.saturating_sub(base).min(self.k);
+        let hi = (len + self.p).saturating_sub(base).min(self.k).max(lo);
+        (lo, hi)
+    }
+}
+
+/// Work per rayon task, in element operations; below this the split costs more than it saves.
+const GRAIN: usize = 1 << 15;
+
+/// `cols[(n, i, j), (c, ki, kj)] = big[n, c, i·s − p + ki, j·s − p + kj]` (0 outside).
+fn im2col<T: WithDType>(g: &Geom, big: &[T], cols: &mut [T]) {
+    let zero = T::from_f64(0.0);
+    let (k, kk, row) = (g.k, g.k * g.k, g.row_len());
+    let plane = g.hb * g.wb;
+    if row == 0 || cols.is_empty() {
+        return;
+    }
+    let per = (GRAIN / row).max(1);
+    cols.par_chunks_mut(row * per)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            for (q, dst) in chunk.chunks_mut(row).enumerate() {
+                let r = t * per + q;
+                let (nn, ij) = (r / (g.hs * g.ws), r % (g.hs * g.ws));
+                let (i, j) = (ij / g.ws, ij % g.ws);
+                let (ki0, ki1) = g.taps(i * g.s, g.hb);
+                let (kj0, kj1) = g.taps(j * g.s, g.wb);
+                let src = &big[nn * g.c * plane..(nn + 1) * g.c * plane];
+                if ki0 > 0 || ki1 < k || kj0 > 0 || kj1 < k {
+                    dst.fill(zero);
+                }
+                if ki0 == ki1 || kj0 == kj1 {
+                    continue;
+                }
+                let cols0 = j * g.s + kj0 - g.p;
+                for ch in 0..g.c {
+                    for ki in ki0..ki1 {
+                        let y = i * g.s + ki - g.p;
+                        let at = ch * plane + y * g.wb + cols0;
+                        let d = ch * kk + ki * k;
+                        dst[d + kj0..d + kj1].copy_from_slice(&src[at..at + kj1 - kj0]);
+                    }
+                }
+            }
+        });
+}
+
+/// The adjoint of [`im2col`]: `big[n, c, y, x] = Σ cols[(n, i, j), (c, ki, kj)]` over the
+/// `(i, j, ki, kj)` with `i·s − p + ki = y`, `j·s − p + kj = x`.
+///
+/// One task per image (or per block of its channels when the batch is too small to keep every
+/// thread busy) streams through that image's rows of `cols` in order and scatter-adds into its
+/// output, which stays in cache. (Walking `cols` one output channel at a time instead reads it
+/// with a stride of `C·k·k` elements, which the prefetchers do not follow: it was about 3× slower
+/// on the lebm 128→64 layer.)
+fn col2im<T: WithDType>(g: &Geom, cols: &[T], big: &mut [T]) {
+    let zero = T::from_f64(0.0);
+    let (k, kk, row) = (g.k, g.k * g.k, g.row_len());
+    let plane = g.hb * g.wb;
+    if plane == 0 || g.c == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let blocks = (4 * threads).div_ceil(g.n.max(1)).clamp(1, g.c);
+    let per = g.c.div_ceil(blocks);
+    let rows_per_image = g.hs * g.ws;
+    big.par_chunks_mut(g.c * plane)
+        .enumerate()
+        .for_each(|(nn, img)| {
+            img.par_chunks_mut(per * plane)
+                .enumerate()
+                .for_each(|(blk, out)| {
+                    out.fill(zero);
+                    let c0 = blk * per;
+                    let nc = out.len() / plane;
+                    for i in 0..g.hs {
+                        let (ki0, ki1) = g.taps(i * g.s, g.hb);
+                        for j in 0..g.ws {
+                            let (kj0, kj1) = g.taps(j * g.s, g.wb);
+                            if kj0 == kj1 || ki0 == ki1 {
+                                continue;
+                            }
+                            let r = nn * rows_per_image + i * g.ws + j;
+                            let src = &cols[r * row + c0 * kk..r * row + (c0 + nc) * kk];
+                            let x0 = j * g.s + kj0 - g.p;
+                            let w = kj1 - kj0;
+                            for (ch, src) in src.chunks_exact(kk).enumerate() {
+                                let o = &mut out[ch * plane..(ch + 1) * plane];
+                                for ki in ki0..ki1 {
+                                    let y = i * g.s + ki - g.p;
+                                    let o = &mut o[y * g.wb + x0..y * g.wb + x0 + w];
+                                    let s = &src[ki * k + kj0..ki * k + kj1];
+                                    for (a, b) in o.iter_mut().zip(s) {
+                                        *a += *b;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+        });
+}
+
+/// `[N, C, HW]` → `[N·HW, C]` (per image, a transpose).
+fn to_channels_last<T: WithDType>(src: &[T], c: usize, hw: usize, dst: &mut [T]) {
+    if c == 0 || hw == 0 {
+        return;
+    }
+    let img = c * hw;
+    dst.par_chunks_mut(img)
+        .zip(src.par_chunks(img))
+        .for_each(|(d, s)| {
+            for (ch, plane) in s.chunks_exact(hw).enumerate() {
+                for (pos, v) in plane.iter().enumerate() {
+                    d[pos * c + ch] = *v;
+                }
+            }
+        });
+}
+
+/// `[N·HW, C]` → `[N, C, HW]`.
+fn to_channels_first<T: WithDType>(src: &[T], c: usize, hw: usize, dst: &mut [T]) {
+    if c == 0 || hw == 0 {
+        return;
+    }
+    let img = c * hw;
+    dst.par_chunks_mut(img)
+        .zip(src.par_chunks(img))
+        .for_each(|(d, s)| {
+            for (pos, row) in s.chunks_exact(c).enumerate() {
+                for (ch, v) in row.iter().enumerate() {
+                    d[ch * hw + pos] = *v;
+                }
+            }
+        });
+}
+
+/// `acc += src`.
+fn add_into<T: WithDType>(acc: &mut [T], src: &[T]) {
+    acc.par_chunks_mut(GRAIN)
+        .zip(src.par_chunks(GRAIN))
+        .for_each(|(a, s)| {
+            for (a, s) in a.iter_mut().zip(s) {
+                *a += *s;
+            }
+        });
+}
+
+/// Calls `f` on the contiguous data of a CPU tensor.
+fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => {
+            let data = T::cpu_storage_as_slice(s)?;
+            match layout.contiguous_offsets() {
+                Some((a, b)) => f(&data[a..b]),
+                None => candle_core::bail!("conv: expected a contiguous tensor"),
+            }
+        }
+        _ => candle_core::bail!("conv: expected a CPU tensor"),
+    }
+}
+
+fn tensor<T: WithDType>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
+    Tensor::from_vec(v, shape, &Device::Cpu)
+}
+
+fn zeros<T: WithDType>(len: usize) -> Vec<T> {
+    vec![T::from_f64(0.0); len]
+}
+
+/// Elements of `cols` per chunk of the forward pass: a few MiB, so that a chunk stays in the
+/// last-level cache between the GEMM and the scatter.
+const CHUNK_ELEMS: usize = 1 << 20;
+/// At least this many GEMM rows per chunk of the forward pass (small GEMMs are less efficient).
+const MIN_ROWS: usize = 512;
+/// At most this many elements of `cols` per chunk (16 MiB in f32: below glibc's mmap threshold,
+/// which is 32 MiB at most, so the buffers are reused rather than faulted in on every call). The
+/// backward pass uses chunks of this size: each chunk adds one `C_in·C_out·k²` partial kernel
+/// gradient, so fewer chunks are better there.
+const MAX_CHUNK_ELEMS: usize = 1 << 22;
+
+/// The shapes of one convolution: `x: [n, c_in, h, w]`, output `[n, c_out, ho, wo]`, kernel `k`.
+#[derive(Clone, Copy, Debug)]
+struct Conv {
+    /// `true`: transposed convolution (`w: [c_in, c_out, k, k]`); else `w: [c_out, c_in, k, k]`.
+    transposed: bool,
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    /// Chunking: [`CHUNK_ELEMS`], [`MIN_ROWS`], [`MAX_CHUNK_ELEMS`] (smaller in tests).
+    chunk_elems: usize,
+    min_rows: usize,
+    max_chunk_elems: usize,
+}
+
+impl Conv {
+    /// The `im2col`/`col2im` geometry of `m` images.
+    fn geom(&self, m: usize) -> Geom {
+        if self.transposed {
+            Geom {
+                n: m,
+                c: self.c_out,
+                hb: self.ho,
+                wb: self.wo,
+                hs: self.h,
+                ws: self.w,
+                k: self.k,
+                s: self.s,
+                p: self.p,
+            }
+        } else {
+            Geom {
+                n: m,
+                c: self.c_in,
+                hb: self.h,
+                wb: self.w,
+                hs: self.ho,
+                ws: self.wo,
+                k: self.k,
+                s: self.s,
+                p: self.p,
+            }
+        }
+    }
+
+    fn x_len(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn y_len(&self) -> usize {
+        self.c_out * self.ho * self.wo
+    }
+
+    /// The chunks of images, `(first, count)`, of the forward or the backward pass.
+    fn chunks(&self, backward: bool) -> Vec<(usize, usize)> {
+        // Each image contributes `rows` rows of `width` columns.
+        let g = self.geom(1);
+        let per_image = (g.rows() * g.row_len()).max(1);
+        let most = (self.max_chunk_elems / per_image).max(1);
+        let per = if backward {
+            most
+        } else {
+            let by_size = self.chunk_elems / per_image;
+            let by_rows = self.min_rows.div_ceil(g.rows().max(1));
+            by_size.max(by_rows).min(most)
+        };
+        let per = per.clamp(1, self.n.max(1));
+        (0..self.n)
+            .step_by(per)
+            .map(|a| (a, per.min(self.n - a)))
+            .collect()
+    }
+
+    /// `w` as the GEMM operand: `[c_in, c_out·k²]` (transposed) or `[c_in·k², c_out]` (a view).
+    fn w_mat(&self, w: &Tensor) -> Result<Tensor> {
+        let kk = self.k * self.k;
+        let w = w.detach().contiguous()?;
+        if self.transposed {
+            w.reshape((self.c_in, self.c_out * kk))
+        } else {
+            w.reshape((self.c_out, self.c_in * kk))?.t()
+        }
+    }
+
+    fn forward<T: WithDType>(&self, x: &Tensor, w: &Tensor) -> Result<Vec<T>> {
+        let wm = self.w_mat(w)?;
+        let x = x.detach().contiguous()?;
+        let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
+        let mut y = zeros::<T>(self.n * self.y_len());
+        with_slice::<T, _>(&x, |xs| {
+            for (a, m) in self.chunks(false) {
+                let g = self.geom(m);
+                let xc = &xs[a * self.x_len()..(a + m) * self.x_len()];
+                let yc = &mut y[a * self.y_len()..(a + m) * self.y_len()];
+                if self.transposed {
+                    // cols = xᵀ · w, then scatter.
+                    let mut xt = zeros::<T>(xc.len());
+                    to_channels_last(xc, self.c_in, hw, &mut xt);
+                    let cols = tensor(xt, (m * hw, self.c_in))?.matmul(&wm)?;
+                    with_slice::<T, _>(&cols, |cs| {
+                        col2im(&g, cs, yc);
+                        Ok(())
+                    })?;
+                } else {
+                    // y = im2col(x) · wᵀ, then back to channels first.
+                    let mut cols = zeros::<T>(g.rows() * g.row_len());
+                    im2col(&g, xc, &mut cols);
+                    let ym = tensor(cols, (g.rows(), g.row_len()))?.matmul(&wm)?;
+                    with_slice::<T, _>(&ym, |ys| {
+                        to_channels_first(ys, self.c_out, ohw, yc);
+                        Ok(())
+                    })?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(y)
+    }
+
+    /// The gradients w.r.t. `x` and `w` (each only when `want_*`) given the output's `gy`.
+    fn backward<T: WithDType>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gy: &Tensor,
+        want_x: bool,
+        want_w: bool,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let wm = self.w_mat(w)?;
+        let x = x.detach().contiguous()?;
+        let gy = gy.detach().contiguous()?;
+        let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
+        let mut dx = if want_x {
+            zeros::<T>(self.n * self.x_len())
+        } else {
+            Vec::new()
+        };
+        let mut dw: Option<Vec<T>> = None;
+        let mut acc = |d: &Tensor| -> Result<()> {
+            match dw.as_mut() {
+                None => dw = Some(d.flatten_all()?.to_vec1::<T>()?),
+                Some(a) => with_slice::<T, _>(d, |ds| {
+                    add_into(a, ds);
+                    Ok(())
+                })?,
+            }
+            Ok(())
+        };
+        with_slice::<T, _>(&x, |xs| {
+            with_slice::<T, _>(&gy, |gs| {
+                for (a, m) in self.chunks(true) {
+                    let g = self.geom(m);
+                    let xc = &xs[a * self.x_len()..(a + m) * self.x_len()];
+                    let gc = &gs[a * self.y_len()..(a + m) * self.y_len()];
+                    if self.transposed {
+                        // dcols = im2col(gy); dx = dcols · wᵀ; dw = xᵀ · dcols.
+                        let mut dcols = zeros::<T>(g.rows() * g.row_len());
+                        im2col(&g, gc, &mut dcols);
+                        let dcols = tensor(dcols, (g.rows(), g.row_len()))?;
+                        if want_x {
+                            let dxt = dcols.matmul(&wm.t()?)?;
+                            let dxc = &mut dx[a * self.x_len()..(a + m) * self.x_len()];
+                            with_slice::<T, _>(&dxt, |s| {
+                                to_channels_first(s, self.c_in, hw, dxc);
+                                Ok(())
+                            })?;
+                        }
+                        if want_w {
+                            let mut xt = zeros::<T>(xc.len());
+                            to_channels_last(xc, self.c_in, hw, &mut xt);
+                            let xt = tensor(xt, (m * hw, self.c_in))?;
+                            acc(&xt.t()?.matmul(&dcols)?)?;
+                        }
+                    } else {
+                        // gm = gy as [m·Ho·Wo, c_out]; dx = col2im(gm · w); dw = gmᵀ · im2col(x).
+                        let mut gm = zeros::<T>(gc.len());
+                        to_channels_last(gc, self.c_out, ohw, &mut gm);
+                        let gm = tensor(gm, (m * ohw, self.c_out))?;
+                        if want_x {
+                            let dcols = gm.matmul(&wm.t()?)?;
+                            let dxc = &mut dx[a * self.x_len()..(a + m) * self.x_len()];
+                            with_slice::<T, _>(&dcols, |s| {
+                                col2im(&g, s, dxc);
+                                Ok(())
+                            })?;
+                        }
+                        if want_w {
+                            let mut cols = zeros::<T>(g.rows() * g.row_len());
+                            im2col(&g, xc, &mut cols);
+                            let cols = tensor(cols, (g.rows(), g.row_len()))?;
+                            acc(&gm.t()?.matmul(&cols)?)?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })?;
+        let dx = if want_x {
+            Some(tensor(dx, x.dims())?)
+        } else {
+            None
+        };
+        let dw = match dw {
+            Some(d) => Some(tensor(d, w.dims())?),
+            None if want_w => Some(w.zeros_like()?), // an empty batch
+            None => None,
+        };
+        Ok((dx, dw))
+    }
+
+    fn out_shape(&self) -> Shape {
+        (self.n, self.c_out, self.ho, self.wo).into()
+    }
+
+    /// Runs the forward pass and wraps it as one autograd node on `(x, w)` when either is tracked.
+    fn apply(self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let storage = match x.dtype() {
+            DType::F32 => CpuStorage::F32(self.forward::<f32>(x, w)?),
+            DType::F64 => CpuStorage::F64(self.forward::<f64>(x, w)?),
+            d => candle_core::bail!("conv: unsupported dtype {d:?}"),
+        };
+        if !x.track_op() && !w.track_op() {
+            return match storage {
+                CpuStorage::F32(v) => tensor(v, self.out_shape()),
+                CpuStorage::F64(v) => tensor(v, self.out_shape()),
+                _ => unreachable!(),
+            };
+        }
+        x.apply_op2(
+            w,
+            Node {
+                conv: self,
+                result: Mutex::new(Some(storage)),
+            },
+        )
+    }
+}
+
+/// A convolution in the autograd graph. Its forward result was computed beforehand (so that the
+/// GEMMs run outside candle's storage locks) and is handed over once by `cpu_fwd`.
+struct Node {
+    conv: Conv,
+    result: Mutex<Option<CpuStorage>>,
+}
+
+impl CustomOp2 for Node {
+    fn name(&self) -> &'static str {
+        if self.conv.transposed {
+            "ebmc-conv-transpose2d"
+        } else {
+            "ebmc-conv2d"
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let taken = self.result.lock().map(|mut r| r.take()).ok().flatten();
+        match taken {
+            Some(s) => Ok((s, self.conv.out_shape())),
+            None => candle_core::bail!("{}: the result was already taken", self.name()),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (want_x, want_w) = (x.track_op(), w.track_op());
+        match grad.dtype() {
+            DType::F32 => self.conv.backward::<f32>(x, w, grad, want_x, want_w),
+            DType::F64 => self.conv.backward::<f64>(x, w, grad, want_x, want_w),
+            d => candle_core::bail!("conv backward: unsupported dtype {d:?}"),
+        }
+    }
+}
+
+/// Whether the GEMM path applies: CPU, f32/f64, 4-D, square kernel, matching dtypes.
+fn fast_path(x: &Tensor, w: &Tensor) -> bool {
+    x.device().is_cpu()
+        && w.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && x.dtype() == w.dtype()
+        && x.rank() == 4
+        && w.rank() == 4
+        && w.dim(2).ok() == w.dim(3).ok()
+}
+
+/// `x.conv_transpose2d(w, padding, output_padding, stride, 1)` for `x: [N, C_in, H, W]`,
+/// `w: [C_in, C_out, k, k]` (PyTorch layout), without bias; differentiable w.r.t. `x` and `w`.
+/// Falls back to candle's own off the CPU and for other dtypes.
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+) -> Result<Tensor> {
+    match plan_transposed(x, w, stride, padding, output_padding)? {
+        Some(conv) => conv.apply(x, w),
+        None => {
+            x.contiguous()?
+                .conv_transpose2d(&w.contiguous()?, padding, output_padding, stride, 1)
+        }
+    }
+}
+
+/// `x.conv2d(w, padding, stride, 1, 1)` for `x: [N, C_in, H, W]`, `w: [C_out, C_in, k, k]`,
+/// without bias; differentiable w.r.t. `x` and `w`. Falls back to candle's own off the CPU and
+/// for other dtypes.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    match plan(x, w, stride, padding)? {
+        Some(conv) => conv.apply(x, w),
+        None => x
+            .contiguous()?
+            .conv2d(&w.contiguous()?, padding, stride, 1, 1),
+    }
+}
+
+/// The GEMM plan of a transposed convolution, or `None` where candle's own should run (not on
+/// the CPU, another dtype, or shapes that candle rejects: its error message is kept).
+fn plan_transposed(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+) -> Result<Option<Conv>> {
+    if !fast_path(x, w) {
+        return Ok(None);
+    }
+    let (n, c_in, h, wd) = x.dims4()?;
+    let (c_in_w, c_out, k, _) = w.dims4()?;
+    let size = |i: usize| (i - 1) * stride + k + output_padding;
+    if c_in != c_in_w || c_in == 0 || c_out == 0 || stride == 0 || h == 0 || wd == 0 || k == 0 {
+        return Ok(None);
+    }
+    if size(h) <= 2 * padding || size(wd) <= 2 * padding {
+        return Ok(None);
+    }
+    Ok(Some(Conv {
+        transposed: true,
+        n,
+        c_in,
+        c_out,
+        h,
+        w: wd,
+        ho: size(h) - 2 * padding,
+        wo: size(wd) - 2 * padding,
+        k,
+        s: stride,
+        p: padding,
+        chunk_elems: CHUNK_ELEMS,
+        min_rows: MIN_ROWS,
+        max_chunk_elems: MAX_CHUNK_ELEMS,
+    }))
+}
+
+/// The GEMM plan of a convolution (see [`plan_transposed`]).
+fn plan(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Option<Conv>> {
+    if !fast_path(x, w) {
+        return Ok(None);
+    }
+    let (n, c_in, h, wd) = x.dims4()?;
+    let (c_out, c_in_w, k, _) = w.dims4()?;
+    if c_in != c_in_w || c_in == 0 || c_out == 0 || stride == 0 || k == 0 {
+        return Ok(None);
+    }
+    if h + 2 * padding < k || wd + 2 * padding < k {
+        return Ok(None);
+    }
+    Ok(Some(Conv {
+        transposed: false,
+        n,
+        c_in,
+        c_out,
+        h,
+        w: wd,
+        ho: (h + 2 * padding - k) / stride + 1,
+        wo: (wd + 2 * padding - k) / stride + 1,
+        k,
+        s: stride,
+        p: padding,
+        chunk_elems: CHUNK_ELEMS,
+        min_rows: MIN_ROWS,
+        max_chunk_elems: MAX_CHUNK_ELEMS,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{D, Var};
+
+    const DEV: Device = Device::Cpu;
+
+    /// Deterministic pseudo-random values in [-1, 1) (candle's CPU RNG cannot be seeded).
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let len: usize = shape.iter().product();
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let v: Vec<f64> = (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &DEV).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        assert_eq!(a.dims(), b.dims());
+        a.sub(b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(D::Minus1)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
+    /// The chunkings tried: the production one, one image per chunk, two per chunk.
+    const CHUNKINGS: [Option<usize>; 3] = [None, Some(1), Some(2)];
+
+    /// Ours, with `images` images per chunk (`None`: the production chunking).
+    fn with_chunking(mut c: Conv, images: Option<usize>, x: &Tensor, w: &Tensor) -> Tensor {
+        if let Some(k) = images {
+            let g = c.geom(1);
+            c.chunk_elems = k * g.rows() * g.row_len();
+            c.max_chunk_elems = c.chunk_elems;
+            c.min_rows = 1;
+            assert_eq!(c.chunks(false).len(), c.n.div_ceil(k));
+            assert_eq!(c.chunks(true).len(), c.n.div_ceil(k));
+        }
+        c.apply(x, w).unwrap()
+    }
+
+    fn convt(x: &Tensor, w: &Tensor, s: usize, p: usize, op: usize, ch: Option<usize>) -> Tensor {
+        let c = plan_transposed(x, w, s, p, op)
+            .unwrap()
+            .expect("the GEMM path");
+        with_chunking(c, ch, x, w)
+    }
+
+    fn conv(x: &Tensor, w: &Tensor, s: usize, p: usize, ch: Option<usize>) -> Tensor {
+        let c = plan(x, w, s, p).unwrap().expect("the GEMM path");
+        with_chunking(c, ch, x, w)
+    }
+
+    /// (batch, c_in, c_out, size, k, stride, padding, output_padding) for the transposed conv.
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+    fn convt_cases() -> Vec<Case> {
+        let mut cases = Vec::new();
+        for k in [3, 4, 7] {
+            for s in [1, 2] {
+                for p in [0, 1] {
+                    for op in [0, 1] {
+                        for (n, h) in [(1, 1), (1, 5), (3, 1), (3, 5), (3, 7)] {
+                            cases.push((n, 2, 3, h, k, s, p, op));
+                        }
+                    }
+                }
+            }
+        }
+        // Large enough for several rayon tasks (and several chunks in production).
+        cases.push((4, 32, 64, 8, 4, 2, 1, 0));
+        cases.push((5, 16, 8, 7, 4, 2, 1, 1));
+        cases.push((3, 64, 1, 14, 4, 2, 1, 0));
+        cases.push((6, 16, 128, 1, 7, 1, 0, 0));
+        cases.push((40, 24, 64, 7, 4, 2, 1, 0));
+        cases
+    }
+
+    /// (batch, c_in, c_out, size, k, stride, padding) for the convolution.
+    fn conv_cases() -> Vec<(usize, usize, usize, usize, usize, usize, usize)> {
+        let mut cases = Vec::new();
+        for k in [3, 4, 7] {
+            for s in [1, 2] {
+                for p in [0, 1] {
+                    for (n, h) in [(1, 7), (3, 8), (2, 9)] {
+                        for (ci, co) in [(2, 3), (1, 5), (24, 40)] {
+                            cases.push((n, ci, co, h, k, s, p));
+                        }
+                    }
+                }
+            }
+        }
+        cases.push((40, 32, 16, 14, 4, 2, 1));
+        cases
+    }
+
+    #[test]
+    fn conv_transpose2d_forward_matches_candle() {
+        for (i, &(n, ci, co, h, k, s, p, op)) in convt_cases().iter().enumerate() {
+            let case = convt_cases()[i];
+            let x = rand(&[n, ci, h, h], 2 * i as u64);
+            let w = rand(&[ci, co, k, k], 2 * i as u64 + 1);
+            let want = x.conv_transpose2d(&w, p, op, s, 1).unwrap();
+            for ch in CHUNKINGS {
+                let d = max_diff(&convt(&x, &w, s, p, op, ch), &want);
+                assert!(d < 1e-12, "{case:?}, chunking {ch:?}: max diff {d:e}");
+            }
+            assert_eq!(
+                conv_transpose2d(&x, &w, s, p, op).unwrap().dims(),
+                want.dims()
+            );
+            // f32 as well (looser: another summation order).
+            let (x32, w32) = (
+                x.to_dtype(DType::F32).unwrap(),
+                w.to_dtype(DType::F32).unwrap(),
+            );
+            let want = x32.conv_transpose2d(&w32, p, op, s, 1).unwrap();
+            let d = max_diff(&conv_transpose2d(&x32, &w32, s, p, op).unwrap(), &want);
+            assert!(d < 1e-4, "f32 {case:?}: max diff {d:e}");
+        }
+    }
+
+    #[test]
+    fn conv2d_forward_matches_candle() {
+        for (i, &(n, ci, co, h, k, s, p)) in conv_cases().iter().enumerate() {
+            let x = rand(&[n, ci, h, h], 100 + 2 * i as u64);
+            let w = rand(&[co, ci, k, k], 101 + 2 * i as u64);
+            let want = x.conv2d(&w, p, s, 1, 1).unwrap();
+            for ch in CHUNKINGS {
+                let d = max_diff(&conv(&x, &w, s, p, ch), &want);
+                assert!(
+                    d < 1e-12,
+                    "{:?}, chunking {ch:?}: max diff {d:e}",
+                    conv_cases()[i]
+                );
+            }
+            let (x32, w32) = (
+                x.to_dtype(DType::F32).unwrap(),
+                w.to_dtype(DType::F32).unwrap(),
+            );
+            let want = x32.conv2d(&w32, p, s, 1, 1).unwrap();
+            let d = max_diff(&conv2d(&x32, &w32, s, p).unwrap(), &want);
+            assert!(d < 1e-4, "f32 {:?}: max diff {d:e}", conv_cases()[i]);
+        }
+    }
+
+    /// Gradients of `Σ r · (conv(x, w) + b)` w.r.t. x, w, b (those tracked, as in `track`): ours
+    /// against candle's autograd through its own convolution.
+    #[allow(clippy::too_many_arguments)]
+    fn grads_agree(
+        ours: impl Fn(&Tensor, &Tensor) -> Tensor,
+        theirs: impl Fn(&Tensor, &Tensor) -> Tensor,
+        xs: &[usize],
+        ws: &[usize],
+        c_out: usize,
+        seed: u64,
+        track: (bool, bool),
+        what: &str,
+    ) {
+        let x = Var::from_tensor(&rand(xs, seed)).unwrap();
+        let w = Var::from_tensor(&rand(ws, seed + 1)).unwrap();
+        let b = Var::from_tensor(&rand(&[c_out], seed + 2)).unwrap();
+        let xt = if track.0 {
+            x.as_tensor().clone()
+        } else {
+            x.as_detached_tensor()
+        };
+        let wt = if track.1 {
+            w.as_tensor().clone()
+        } else {
+            w.as_detached_tensor()
+        };
+        let run = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
+            let y = f(&xt, &wt)
+                .broadcast_add(&b.as_tensor().reshape((1, c_out, 1, 1)).unwrap())
+                .unwrap();
+            let r = rand(y.dims(), seed + 3);
+            let g = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
+            [&x, &w, &b].map(|v| g.get(v.as_tensor()).cloned())
+        };
+        let (a, e) = (run(&ours), run(&theirs));
+        for (name, (a, e)) in ["x", "w", "b"].iter().zip(a.iter().zip(&e)) {
+            match (a, e) {
+                (Some(a), Some(e)) => {
+                    let d = max_diff(a, e);
+                    assert!(d < 1e-10, "{what}: d/d{name} differs by {d:e}");
+                }
+                (None, None) => {}
+                _ => panic!("{what}: d/d{name} is present in one gradient store only"),
+            }
+        }
+        assert_eq!(a[0].is_some(), track.0, "{what}");
+        assert_eq!(a[1].is_some(), track.1, "{what}");
+    }
+
+    const TRACKS: [(bool, bool); 3] = [(true, true), (true, false), (false, true)];
+
+    #[test]
+    fn conv_transpose2d_gradients_match_candle() {
+        for (i, &(n, ci, co, h, k, s, p, op)) in convt_cases().iter().enumerate() {
+            if op >= s {
+                // Not a valid PyTorch configuration; candle's own backward then fails (its
+                // conv2d of the gradient does not give back the input's size).
+                continue;
+            }
+            for (j, ch) in CHUNKINGS.into_iter().enumerate() {
+                let track = TRACKS[(i + j) % 3];
+                grads_agree(
+                    |x, w| convt(x, w, s, p, op, ch),
+                    |x, w| x.conv_transpose2d(w, p, op, s, 1).unwrap(),
+                    &[n, ci, h, h],
+                    &[ci, co, k, k],
+                    co,
+                    1000 + 4 * i as u64,
+                    track,
+                    &format!(
+                        "convT {:?}, chunking {ch:?}, tracked {track:?}",
+                        convt_cases()[i]
+                    ),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn conv2d_gradients_match_candle() {
+        for (i, &(n, ci, co, h, k, s, p)) in conv_cases().iter().enumerate() {
+            for (j, ch) in CHUNKINGS.into_iter().enumerate() {
+                let track = TRACKS[(i + j) % 3];
+                grads_agree(
+                    |x, w| conv(x, w, s, p, ch),
+                    |x, w| x.conv2d(w, p, s, 1, 1).unwrap(),
+                    &[n, ci, h, h],
+                    &[co, ci, k, k],
+                    co,
+                    5000 + 4 * i as u64,
+                    track,
+                    &format!(
+                        "conv2d {:?}, chunking {ch:?}, tracked {track:?}",
+                        conv_cases()[i]
+                    ),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn im2col_and_col2im_are_adjoint() {
+        // <im2col(a), b> = <a, col2im(b)>.
+        let g = Geom {
+            n: 2,
+            c: 3,
+            hb: 9,
+            wb: 9,
+            hs: 5,
+            ws: 5,
+            k: 4,
+            s: 2,
+            p: 1,
+        };
+        let vec = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let a = vec(rand(&[2, 3, 9, 9], 7));
+        let b = vec(rand(&[g.rows(), g.row_len()], 8));
+        let (mut ia, mut cb) = (vec![0.0; b.len()], vec![0.0; a.len()]);
+        im2col(&g, &a, &mut ia);
+        col2im(&g, &b, &mut cb);
+        let l: f64 = ia.iter().zip(&b).map(|(u, v)| u * v).sum();
+        let r: f64 = cb.iter().zip(&a).map(|(u, v)| u * v).sum();
+        assert!((l - r).abs() < 1e-12, "{l} vs {r}");
+    }
+
+    #[test]
+    fn detached_inputs_give_an_untracked_result() {
+        let x = rand(&[2, 3, 4, 4], 21);
+        let w = rand(&[3, 5, 4, 4], 22);
+        assert!(!conv_transpose2d(&x, &w, 2, 1, 0).unwrap().track_op());
+        let w = Var::from_tensor(&w).unwrap();
+        assert!(
+            conv_transpose2d(&x, w.as_tensor(), 2, 1, 0)
+                .unwrap()
+                .track_op()
+        );
+    }
+
+    #[test]
+    fn other_dtypes_and_bad_shapes_fall_back_to_candle() {
+        let x = rand(&[2, 3, 4, 4], 11).to_dtype(DType::BF16).unwrap();
+        let w = rand(&[3, 2, 4, 4], 12).to_dtype(DType::BF16).unwrap();
+        assert!(plan_transposed(&x, &w, 2, 1, 0).unwrap().is_none());
+        let want = x.conv_transpose2d(&w, 1, 0, 2, 1).unwrap();
+        let got = conv_transpose2d(&x, &w, 2, 1, 0).unwrap();
+        let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        assert_eq!(max_diff(&f64s(&got), &f64s(&want)), 0.0);
+        // Mismatched channels: candle's own error.
+        let (x, w) = (rand(&[2, 3, 4, 4], 13), rand(&[4, 2, 4, 4], 14));
+        assert!(conv_transpose2d(&x, &w, 2, 1, 0).is_err());
+        assert!(conv2d(&x, &w, 2, 1).is_err());
+    }
+}
