@@ -159,3 +159,76 @@ fn a_tiny_gmm_cebm_trains_and_reports_every_evaluation() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Mean marginal energy of the test digits and of as many uniform-noise images, under `params`.
+fn energy_gap(exec: &Executor, params: &Params, seed: u64) -> (f64, f64) {
+    let dev = candle_core::Device::Cpu;
+    let test = ebmc::runtime::data::load_builtin(
+        ebmc::check::BuiltinData::Digits,
+        ebmc::check::Split::Test,
+        0,
+        Path::new("data"),
+    )
+    .unwrap()
+    .scaled(-1.0, 1.0);
+    let n = test.len();
+    let x = candle_core::Tensor::from_vec(test.features.clone(), (n, 1, 8, 8), &dev).unwrap();
+    let noise = Rng::new(seed)
+        .uniform(&[n, 1, 8, 8], -1.0, 1.0, &dev, candle_core::DType::F32)
+        .unwrap();
+    let p = ParamMode::Detached(params);
+    let mean = |x: &candle_core::Tensor| -> f64 {
+        exec.call1("marginal_energy", &[("x", x)], &p)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    (mean(&x), mean(&noise))
+}
+
+/// The issue asks that posterior-mean features beat raw pixels at 10 labels per class by a clear
+/// margin. On the 8×8 digits they do not (docs/results.md, "Conjugate EBMs": an untrained network's
+/// features score 0.85 against 0.875 for raw pixels, and 2,000 iterations do not change that), so
+/// this test asserts what holds: seconds of training separate digits from noise in energy, and the
+/// posterior-mean features stay within a few points of raw pixels, far above chance (0.1).
+#[test]
+fn seconds_of_training_separate_digits_from_noise_and_give_usable_features() {
+    let mut sets = TINY.to_vec();
+    sets.push("evaluate=['few_label(shots = [10], repeats = 5)']");
+    let source = spec_with("specs/cebm_gaussian.yaml", &sets);
+    let out = temp_dir("cd-features");
+    let outcome = must_run(&source, &options(&out));
+    let (few, raw) = (
+        metric(&outcome.eval, "few_label_10_mean"),
+        metric(&outcome.eval, "raw_pixels_10_mean"),
+    );
+    assert!(
+        few > 0.75 && few > raw - 0.05,
+        "10 labels: features {few}, raw pixels {raw}"
+    );
+
+    let Ok((spec, program)) = ebmc::compile_source(&source) else {
+        panic!("the spec compiles")
+    };
+    let exec = Executor::new(&program);
+    let dev = candle_core::Device::Cpu;
+    let seed = spec.learn.seed;
+    let initial =
+        Params::new(&program, &mut Rng::new(seed), &dev, candle_core::DType::F32).unwrap();
+    let (data0, noise0) = energy_gap(&exec, &initial, 9);
+    let (state, _) =
+        ebmc::runtime::checkpoint::load(&out.join("checkpoint.safetensors"), &dev).unwrap();
+    let trained =
+        Params::new(&program, &mut Rng::new(seed), &dev, candle_core::DType::F32).unwrap();
+    trained.load_from(&state).unwrap();
+    let (data1, noise1) = energy_gap(&exec, &trained, 9);
+    assert!(
+        noise1 - data1 > 2.0 * (noise0 - data0).abs() && noise1 > data1,
+        "E(noise) − E(digits): {} before training, {} after",
+        noise0 - data0,
+        noise1 - data1
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

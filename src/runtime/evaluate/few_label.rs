@@ -23,10 +23,10 @@ use crate::runtime::data::{self, Dataset};
 use crate::runtime::error::{Context, Result, RuntimeError};
 use crate::runtime::exec::ParamMode;
 use crate::runtime::train::Session;
-use candle_core::{D, DType, Tensor};
 use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
+use candle_core::{D, DType, Tensor};
 use ndarray::{Array2, ArrayView2, Axis};
 use std::cell::RefCell;
 
@@ -91,12 +91,11 @@ impl Classifier {
             .run()
             .map_err(fail)?;
         let best = result.state.get_best_param().cloned().unwrap_or_default();
-        let weights = Array2::from_shape_vec((dim + 1, classes), best).map_err(|e| {
-            RuntimeError::Candle {
+        let weights =
+            Array2::from_shape_vec((dim + 1, classes), best).map_err(|e| RuntimeError::Candle {
                 context: "logistic regression weights".into(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Classifier {
             mean,
             scale,
@@ -106,7 +105,10 @@ impl Classifier {
 
     /// The fraction of rows of `x` whose predicted class is `y`.
     pub fn accuracy(&self, x: &[f32], dim: usize, y: &[u32]) -> Result<f64> {
-        let logits = logits(&standardise(x, dim, &self.mean, &self.scale)?, &self.weights);
+        let logits = logits(
+            &standardise(x, dim, &self.mean, &self.scale)?,
+            &self.weights,
+        );
         let right = logits
             .outer_iter()
             .zip(y)
@@ -205,13 +207,7 @@ fn moments(x: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
     }
     let scale = var
         .iter()
-        .map(|v| {
-            if v.sqrt() > 1e-6 {
-                v.sqrt()
-            } else {
-                1.0
-            }
-        })
+        .map(|v| if v.sqrt() > 1e-6 { v.sqrt() } else { 1.0 })
         .collect();
     (mean, scale)
 }
@@ -307,7 +303,6 @@ fn accuracies(
         let y: Vec<u32> = idx.iter().map(|&i| train_y[i]).collect();
         let clf = Classifier::fit(&f.rows(&idx), f.dim, &y)?;
         out.push(clf.accuracy(&test_f.values, test_f.dim, test_y)?);
-        if std::env::var("EBMC_DEBUG_FL").is_ok() { eprintln!("k={shots:?} r={r} train={} test={}", clf.accuracy(&f.rows(&idx), f.dim, &y)?, out.last().unwrap()); }
     }
     Ok(out)
 }
