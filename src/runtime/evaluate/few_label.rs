@@ -129,16 +129,19 @@ fn argmax<'a>(v: impl Iterator<Item = &'a f64>) -> usize {
 /// `x W + b` with `w = [W; b]`.
 fn logits(x: &Array2<f64>, w: &Array2<f64>) -> Array2<f64> {
     let d = x.ncols();
-    x.dot(&w.slice(ndarray::s![..d, ..])) + &w.row(d)
+    x.dot(&w.slice(ndarray::s![..d, ..])) + w.row(d)
 }
 
 /// The 1/n-scaled penalised multinomial log-loss; cost and gradient are computed together and the
 /// last pair kept, since the line search asks for both at the same point.
+/// The last evaluated (parameters, cost, gradient).
+type CostCache = RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>;
+
 struct Softmax {
     x: Array2<f64>,
     y: Vec<usize>,
     classes: usize,
-    cache: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    cache: CostCache,
 }
 
 impl Softmax {
