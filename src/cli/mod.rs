@@ -408,7 +408,9 @@ fn set_threads(threads: Option<usize>, spec: Option<&Path>, resume: Option<&Path
         // SAFETY: called before any thread is spawned (no candle op has run yet in this process).
         unsafe {
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+            // candle's separate elementwise pool busy-waits between the small ops of a Langevin
+            // step; measured on lebm_mnist, one thread there halves the time per iteration.
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
         }
     }
 }
