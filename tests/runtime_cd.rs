@@ -56,9 +56,11 @@ fn metric(m: &[(String, f64)], name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
-/// A few seconds of `contrastive_divergence` on the digits: 20 SGLD steps, a 500-image buffer.
-const TINY: [&str; 3] = [
+/// A few seconds of `contrastive_divergence` on the digits: batches of 50, 20 SGLD steps, a
+/// 500-image buffer, a faster learning rate.
+const TINY: [&str; 4] = [
     "learn.iterations=40",
+    "learn.batch=50",
     "learn.sampler=sgld(steps = 20, step_size = 2.0, noise = 7.5e-3, buffer = 500, reinit = 0.05)",
     "learn.optimizers.t=adam(lr = 1e-3)",
 ];
@@ -129,7 +131,7 @@ fn a_non_conjugate_energy_with_a_latent_is_refused_with_the_reason() {
 #[test]
 fn a_tiny_gmm_cebm_trains_and_reports_every_evaluation() {
     let mut sets = TINY.to_vec();
-    sets[2] = "learn.optimizers.default=adam(lr = 1e-3)";
+    sets[3] = "learn.optimizers.default=adam(lr = 1e-3)";
     sets.push("learn.iterations=10");
     sets.push("evaluate=[samples(16), 'few_label(shots = [1, all], repeats = 2)', latent_kl_mi]");
     let source = spec_with("specs/cebm_gmm.yaml", &sets);
@@ -231,4 +233,61 @@ fn seconds_of_training_separate_digits_from_noise_and_give_usable_features() {
         noise1 - data1
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The replay buffer is saved with the checkpoint (`algo.replay`), so a resumed run continues the
+/// same persistent chains.
+#[test]
+fn a_resumed_run_continues_the_replay_buffer_bit_for_bit() {
+    let sets = [
+        "learn.iterations=6",
+        "learn.batch=20",
+        "learn.sampler=sgld(steps = 5, step_size = 2.0, noise = 7.5e-3, buffer = 50, reinit = 0.05)",
+        "evaluate=[]",
+    ];
+    let source = spec_with("specs/cebm_gmm.yaml", &sets);
+    let straight = temp_dir("cd-straight");
+    must_run(&source, &options(&straight));
+    let split = temp_dir("cd-split");
+    let mut first = options(&split);
+    first.stop_after = Some(2);
+    must_run(&source, &first);
+    let resumed = RunOptions {
+        out: None,
+        resume: Some(split.clone()),
+        ..options(&split)
+    };
+    let effective = SourceFile::new(
+        "spec.yaml",
+        std::fs::read_to_string(split.join("spec.yaml")).expect("run keeps its spec"),
+    );
+    must_run(&effective, &resumed);
+    let load = |dir: &Path| {
+        ebmc::runtime::checkpoint::load(
+            &dir.join("checkpoint.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .expect("checkpoint")
+        .0
+    };
+    let (a, b) = (load(&straight), load(&split));
+    assert!(a.contains_key("algo.replay"), "the buffer is checkpointed");
+    assert_eq!(a.len(), b.len());
+    for (k, t) in &a {
+        let flat = |t: &candle_core::Tensor| -> Vec<f64> {
+            t.flatten_all()
+                .unwrap()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let (x, y) = (flat(t), flat(&b[k]));
+        assert!(
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "`{k}` differs between the uninterrupted and the resumed run"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&straight);
+    let _ = std::fs::remove_dir_all(&split);
 }

@@ -1,8 +1,7 @@
 //! Evaluations of the data-space energy E(x) (the marginal energy the compiler derived): samples by
 //! SGLD, and out-of-distribution detection (paper 003 Table 1; the authors' `oodauc`).
 
-use super::generation::write_grid;
-use super::generation::{batches, tensor};
+use super::generation::{batches, tensor, write_grid};
 use crate::check::{BuiltinData, Split};
 use crate::runtime::data::{self, Dataset};
 use crate::runtime::error::{Context, Result, RuntimeError};
@@ -32,7 +31,7 @@ pub fn samples(s: &mut Session, n: usize, dir: &RunDir, file: &str) -> Result<()
                 .into_iter()
                 .map(|i| i as u32)
                 .collect();
-            let idx = Tensor::from_vec(idx.clone(), idx.len(), &s.device).ctx("samples")?;
+            let idx = Tensor::new(idx.as_slice(), &s.device).ctx("samples")?;
             (buffer.index_select(&idx, 0).ctx("samples")?, cfg)
         }
         None => {

@@ -22,7 +22,7 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
     } else {
         batch.x.clone()
     };
-    let x_model = sample_model(s, f, batch.x.dim(0).ctx("batch size")?)?;
+    let x_model = sample_model(s, f, batch.x.dims())?;
 
     let tracked = ParamMode::Tracked(&s.params);
     let x_name = s.observed.as_str();
@@ -45,9 +45,9 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
     Ok(metrics)
 }
 
-/// `b` model samples: chains from the replay buffer (created on first use), run with the current
-/// parameters and written back.
-pub(crate) fn sample_model(s: &mut Session, f: DataEnergy, b: usize) -> Result<Tensor> {
+/// As many model samples as `shape[0]` (examples of shape `shape[1..]`): chains from the replay
+/// buffer (created on first use), run with the current parameters and written back.
+fn sample_model(s: &mut Session, f: DataEnergy, shape: &[usize]) -> Result<Tensor> {
     let cfg = s
         .spec
         .learn
@@ -56,26 +56,12 @@ pub(crate) fn sample_model(s: &mut Session, f: DataEnergy, b: usize) -> Result<T
         .expect("checked: contrastive_divergence has a sampler");
     let buffer = match s.algorithm_state.get(BUFFER_KEY) {
         Some(t) => t.clone(),
-        None => {
-            let shape = observed_shape(s)?;
-            replay::new_buffer(&cfg, &shape, &mut s.rng, &s.device, s.dtype)?
-        }
+        None => replay::new_buffer(&cfg, &shape[1..], &mut s.rng, &s.device, s.dtype)?,
     };
-    let (idx, x0) = replay::draw(&buffer, b, &cfg, &mut s.rng)?;
+    let (idx, x0) = replay::draw(&buffer, shape[0], &cfg, &mut s.rng)?;
     let params = ParamMode::Detached(&s.params);
     let (x, _) = replay::sgld(&s.exec, f, &s.observed, x0, &cfg, &params, &mut s.rng)?;
     let buffer = replay::write_back(&buffer, &idx, &x)?;
     s.algorithm_state.insert(BUFFER_KEY.to_string(), buffer);
     Ok(x)
-}
-
-/// The event shape of the observed variable as the program's energy takes it.
-fn observed_shape(s: &Session) -> Result<Vec<usize>> {
-    let f = replay::data_energy(&s.exec, &s.observed)?;
-    let inputs = s.exec.inputs_of(f.energy)?;
-    Ok(inputs
-        .into_iter()
-        .find(|(n, _)| *n == s.observed)
-        .map(|(_, shape)| shape.dims)
-        .unwrap_or_default())
 }
