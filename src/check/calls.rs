@@ -136,17 +136,20 @@ pub const EVALUATIONS: &[&CallSig] = &[
     &CallSig {
         name: "reconstruction_mse",
         doc: "mean squared reconstruction error on the test split",
-        params: &[],
+        params: &[opt("test_size", ValueKind::Count, "all")],
     },
     &CallSig {
         name: "anomaly_auprc",
         doc: "MNIST anomaly detection: AUPRC with digit `heldout` left out of training",
-        params: &[ParamSig {
-            name: "heldout",
-            kind: ValueKind::Natural,
-            default: None,
-            positional: true,
-        }],
+        params: &[
+            ParamSig {
+                name: "heldout",
+                kind: ValueKind::Natural,
+                default: None,
+                positional: true,
+            },
+            opt("test_size", ValueKind::Count, "all"),
+        ],
     },
     &CallSig {
         name: "few_label",

@@ -479,6 +479,11 @@ impl Requirements<'_, '_> {
     }
 }
 
+/// The optional `test_size` of an evaluation.
+fn test_size(cx: &mut Checker, b: &calls::Bound) -> Option<usize> {
+    b.is_given("test_size").then(|| b.count(cx, "test_size", 1))
+}
+
 pub(crate) fn check_evaluations(
     cx: &mut Checker,
     list: &TextList,
@@ -513,7 +518,9 @@ pub(crate) fn check_evaluations(
                         "reconstruction needs a model that generates x from z",
                     );
                 }
-                Evaluation::ReconstructionMse
+                Evaluation::ReconstructionMse {
+                    test_size: test_size(cx, &b),
+                }
             }
             "anomaly_auprc" => {
                 let heldout = b.count(cx, "heldout", 0);
@@ -533,7 +540,10 @@ pub(crate) fn check_evaluations(
                         "the anomaly score is log p(x, z) at the inferred z",
                     );
                 }
-                Evaluation::AnomalyAuprc { heldout }
+                Evaluation::AnomalyAuprc {
+                    heldout,
+                    test_size: test_size(cx, &b),
+                }
             }
             "few_label" => {
                 let shots = b.shots(cx, "shots", &[Some(1), Some(10), Some(100), None]);

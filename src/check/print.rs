@@ -149,8 +149,13 @@ pub fn summary(spec: &CheckedSpec) -> String {
     for e in &spec.evaluate {
         let text = match e {
             Evaluation::Samples { n } => format!("samples(n = {n})"),
-            Evaluation::ReconstructionMse => "reconstruction_mse".into(),
-            Evaluation::AnomalyAuprc { heldout } => format!("anomaly_auprc(heldout = {heldout})"),
+            Evaluation::ReconstructionMse { test_size } => {
+                format!("reconstruction_mse{}", test_size_args("", *test_size))
+            }
+            Evaluation::AnomalyAuprc { heldout, test_size } => format!(
+                "anomaly_auprc{}",
+                test_size_args(&format!("heldout = {heldout}"), *test_size)
+            ),
             Evaluation::FewLabel { shots, repeats } => {
                 let s: Vec<String> = shots
                     .iter()
@@ -165,6 +170,21 @@ pub fn summary(spec: &CheckedSpec) -> String {
         let _ = writeln!(o, "evaluate {text}");
     }
     o
+}
+
+/// `(args)` of an evaluation with an optional `test_size`; empty when there are none.
+fn test_size_args(args: &str, test_size: Option<usize>) -> String {
+    let size = test_size.map(|n| format!("test_size = {n}"));
+    let all: Vec<&str> = [Some(args), size.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.is_empty())
+        .collect();
+    if all.is_empty() {
+        String::new()
+    } else {
+        format!("({})", all.join(", "))
+    }
 }
 
 pub fn layer_text(l: &Layer) -> String {

@@ -216,3 +216,31 @@ fn defaults_are_filled_in() {
         "`default` covers both networks"
     );
 }
+
+#[test]
+fn an_anomaly_evaluation_may_score_a_subset_of_the_test_split() {
+    let with = |eval: &str| {
+        check_text(&format!(
+            "{}evaluate: ['{eval}']\n",
+            BASE.replace("PRIOR", "f(z)")
+        ))
+    };
+    let all = with("anomaly_auprc(heldout = 1)").expect("checks");
+    let some = with("anomaly_auprc(heldout = 1, test_size = 5000)").expect("checks");
+    assert!(matches!(
+        all.evaluate[..],
+        [Evaluation::AnomalyAuprc {
+            heldout: 1,
+            test_size: None
+        }]
+    ));
+    assert!(matches!(
+        some.evaluate[..],
+        [Evaluation::AnomalyAuprc {
+            heldout: 1,
+            test_size: Some(5000)
+        }]
+    ));
+    let errors = with("anomaly_auprc(heldout = 1, test_size = 0)").expect_err("0 images");
+    assert_eq!(codes(&errors), ["ebmc::check::invalid_value"]);
+}

@@ -34,13 +34,13 @@ pub fn run_all(
                 ood::samples(s, n, dir, rundir::SAMPLES_FILE)?
             }
             Evaluation::Samples { n } => samples(s, n, dir, rundir::SAMPLES_FILE)?,
-            Evaluation::ReconstructionMse => out.push((
+            Evaluation::ReconstructionMse { test_size } => out.push((
                 "reconstruction_mse".into(),
-                generation::reconstruction_mse(s, test)?,
+                generation::reconstruction_mse(s, &first(test, test_size))?,
             )),
-            Evaluation::AnomalyAuprc { heldout } => out.push((
+            Evaluation::AnomalyAuprc { heldout, test_size } => out.push((
                 format!("anomaly_auprc_heldout_{heldout}"),
-                generation::anomaly_auprc(s, test, heldout as u32)?,
+                generation::anomaly_auprc(s, &first(test, test_size), heldout as u32)?,
             )),
             Evaluation::Accuracy => out.extend(accuracy::accuracy(s, train, test)?),
             Evaluation::FewLabel { shots, repeats } => {
@@ -51,4 +51,14 @@ pub fn run_all(
         }
     }
     Ok(out)
+}
+
+/// The first `n` examples of `test` (all when `n` is `None` or not smaller).
+fn first(test: &Dataset, n: Option<usize>) -> std::borrow::Cow<'_, Dataset> {
+    match n {
+        Some(n) if n < test.len() => {
+            std::borrow::Cow::Owned(test.subset(&(0..n).collect::<Vec<_>>()))
+        }
+        _ => std::borrow::Cow::Borrowed(test),
+    }
 }

@@ -118,7 +118,7 @@ fn device(name: Option<&str>) -> Result<Device, RuntimeError> {
 /// The train and test sets, scaled to the declared range and checked against the declared shape.
 fn load_data(spec: &CheckedSpec, data_dir: &Path) -> Result<(Dataset, Dataset), RunFailure> {
     let anomaly = spec.evaluate.iter().find_map(|e| match e {
-        Evaluation::AnomalyAuprc { heldout } => Some(*heldout as u32),
+        Evaluation::AnomalyAuprc { heldout, .. } => Some(*heldout as u32),
         _ => None,
     });
     let (mut train, mut test) = match (anomaly, &spec.data.train) {
