@@ -64,6 +64,29 @@ struct Plan {
     drop_after: Vec<Vec<NodeId>>,
 }
 
+/// The plan of the function with `inputs` that computes `outputs`.
+fn make_plan(program: &Program, inputs: &[(String, NodeId)], outputs: &[(String, NodeId)]) -> Plan {
+    let order = reachable(program, outputs.iter().map(|(_, id)| *id));
+    let mut last_use: HashMap<NodeId, usize> = HashMap::new();
+    for (k, id) in order.iter().enumerate() {
+        for i in &program.node(*id).inputs {
+            last_use.insert(*i, k);
+        }
+    }
+    let mut drop_after = vec![Vec::new(); order.len()];
+    for (id, k) in last_use {
+        if !outputs.iter().any(|(_, o)| *o == id) {
+            drop_after[k].push(id);
+        }
+    }
+    Plan {
+        inputs: inputs.to_vec(),
+        outputs: outputs.to_vec(),
+        order,
+        drop_after,
+    }
+}
+
 /// A node's value during a call: a scalar constant (folded, not yet a tensor) or a tensor.
 #[derive(Clone, Debug)]
 enum Val {
@@ -84,6 +107,8 @@ struct Cx<'a> {
 pub struct Executor {
     program: Program,
     plans: HashMap<String, Plan>,
+    /// Per `(function, output)`: the plan of that output alone (see [`Executor::call_output`]).
+    output_plans: HashMap<(String, String), Plan>,
     consts: Mutex<HashMap<(u64, DType, DeviceLocation), Tensor>>,
 }
 
@@ -91,33 +116,18 @@ impl Executor {
     /// Plans every function of `program`.
     pub fn new(program: &Program) -> Self {
         let mut plans = HashMap::new();
+        let mut output_plans = HashMap::new();
         for f in &program.functions {
-            let order = reachable(program, f.outputs.iter().map(|(_, id)| *id));
-            let mut last_use: HashMap<NodeId, usize> = HashMap::new();
-            for (k, id) in order.iter().enumerate() {
-                for i in &program.node(*id).inputs {
-                    last_use.insert(*i, k);
-                }
+            plans.insert(f.name.clone(), make_plan(program, &f.inputs, &f.outputs));
+            for out in &f.outputs {
+                let plan = make_plan(program, &f.inputs, std::slice::from_ref(out));
+                output_plans.insert((f.name.clone(), out.0.clone()), plan);
             }
-            let mut drop_after = vec![Vec::new(); order.len()];
-            for (id, k) in last_use {
-                if !f.outputs.iter().any(|(_, o)| *o == id) {
-                    drop_after[k].push(id);
-                }
-            }
-            plans.insert(
-                f.name.clone(),
-                Plan {
-                    inputs: f.inputs.clone(),
-                    outputs: f.outputs.clone(),
-                    order,
-                    drop_after,
-                },
-            );
         }
         Executor {
             program: program.clone(),
             plans,
+            output_plans,
             consts: Mutex::new(HashMap::new()),
         }
     }
@@ -168,6 +178,36 @@ impl Executor {
         params: &ParamMode,
     ) -> Result<Vec<(String, Tensor)>> {
         let plan = self.plan(function)?;
+        self.run(function, plan, inputs, params)
+    }
+
+    /// The output `output` of `function` alone: only the nodes it depends on are evaluated (e.g. a
+    /// sampler that needs `grad_z` but not the function's `value`).
+    pub fn call_output(
+        &self,
+        function: &str,
+        output: &str,
+        inputs: &[(&str, &Tensor)],
+        params: &ParamMode,
+    ) -> Result<Tensor> {
+        let plan = self
+            .output_plans
+            .get(&(function.to_string(), output.to_string()))
+            .ok_or_else(|| RuntimeError::NoFunction {
+                name: format!("{function} (output `{output}`)"),
+            })?;
+        let mut outs = self.run(function, plan, inputs, params)?;
+        Ok(outs.swap_remove(0).1)
+    }
+
+    /// Evaluates `plan` (of `function`) on `inputs`: its outputs in plan order.
+    fn run(
+        &self,
+        function: &str,
+        plan: &Plan,
+        inputs: &[(&str, &Tensor)],
+        params: &ParamMode,
+    ) -> Result<Vec<(String, Tensor)>> {
         let p = params.params();
         let (dtype, device) = (p.dtype(), p.device());
         let mut vals: Vec<Option<Val>> = vec![None; self.program.nodes.len()];

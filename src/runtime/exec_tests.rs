@@ -152,6 +152,23 @@ fn agrees_with_the_reference_evaluator_on_every_spec_function() {
                 .call(&f.name, &args, &ParamMode::Tracked(&params))
                 .unwrap();
             assert_eq!(got.len(), want.len());
+            // Each output alone (its own plan) gives the same values.
+            for (name, t) in &got {
+                let alone = exec
+                    .call_output(&f.name, name, &args, &ParamMode::Detached(&params))
+                    .unwrap();
+                let what = format!("{}: {}.{name} alone", spec.name, f.name);
+                assert_eq!(to_eval(&alone), to_eval(t), "{what}");
+            }
+            assert!(
+                exec.call_output(
+                    &f.name,
+                    "no_such_output",
+                    &args,
+                    &ParamMode::Detached(&params)
+                )
+                .is_err()
+            );
             for (((gn, g), (wn, w)), (_, tr)) in got.iter().zip(&want).zip(&tracked) {
                 assert_eq!(gn, wn);
                 let what = format!("{}: {}.{gn}", spec.name, f.name);

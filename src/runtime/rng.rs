@@ -64,9 +64,15 @@ impl Rng {
         self.uniform_f64() < p
     }
 
+    /// One draw of N(mean, std²): the element that [`Rng::normal_vec`] and [`Rng::normal`] produce,
+    /// for loops that consume draws one by one (no buffer).
+    pub fn normal_draw(&mut self, mean: f64, std: f64) -> f64 {
+        mean + std * self.normal_f64()
+    }
+
     /// `n` draws of N(mean, std²).
     pub fn normal_vec(&mut self, n: usize, mean: f64, std: f64) -> Vec<f64> {
-        (0..n).map(|_| mean + std * self.normal_f64()).collect()
+        (0..n).map(|_| self.normal_draw(mean, std)).collect()
     }
 
     /// `n` draws of U[lo, hi).
