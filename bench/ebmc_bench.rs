@@ -417,6 +417,8 @@ fn run(args: &Args) -> Res<Value> {
 }
 
 fn main() {
+    // The allocator settings of the `ebmc` binary (large buffers stay mapped).
+    ebmc::cli::tune_allocator();
     let args = match parse_args() {
         // Without a workload (a bare `cargo bench`, or `cargo test --all-targets`): usage only.
         Ok(a) if a.workload.is_empty() => {
