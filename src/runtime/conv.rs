@@ -94,16 +94,49 @@ fn im2col<T: WithDType>(g: &Geom, big: &[T], cols: &mut [T]) {
                     continue;
                 }
                 let cols0 = j * g.s + kj0 - g.p;
-                for ch in 0..g.c {
-                    for ki in ki0..ki1 {
-                        let y = i * g.s + ki - g.p;
-                        let at = ch * plane + y * g.wb + cols0;
-                        let d = ch * kk + ki * k;
-                        dst[d + kj0..d + kj1].copy_from_slice(&src[at..at + kj1 - kj0]);
+                // Where no column tap is cut off, the common kernel widths copy fixed-size rows.
+                let rows = (cols0, ki0, ki1, i * g.s);
+                match (k, kj0 == 0 && kj1 == k) {
+                    (3, true) => copy_tap_rows::<T, 3>(g, src, dst, rows),
+                    (4, true) => copy_tap_rows::<T, 4>(g, src, dst, rows),
+                    _ => {
+                        for ch in 0..g.c {
+                            for ki in ki0..ki1 {
+                                let y = i * g.s + ki - g.p;
+                                let at = ch * plane + y * g.wb + cols0;
+                                let d = ch * kk + ki * k;
+                                dst[d + kj0..d + kj1].copy_from_slice(&src[at..at + kj1 - kj0]);
+                            }
+                        }
                     }
                 }
             }
         });
+}
+
+/// One row of [`im2col`] whose column taps are all inside the image, for kernel width `K`:
+/// `rows = (x0, ki0, ki1, y0)`, the image column of tap 0, the row taps inside the image and the
+/// image row of tap 0 plus the padding. A `copy_from_slice` of a runtime length of 3–4 elements
+/// is a `memmove` call per tap row (most of im2col's time for small kernels); fixed-size arrays
+/// are copied inline.
+fn copy_tap_rows<T: WithDType, const K: usize>(
+    g: &Geom,
+    src: &[T],
+    dst: &mut [T],
+    (x0, ki0, ki1, y0): (usize, usize, usize, usize),
+) {
+    let plane = g.hb * g.wb;
+    for (ch, taps) in dst.chunks_exact_mut(K * K).enumerate() {
+        let img = &src[ch * plane..(ch + 1) * plane];
+        for ki in ki0..ki1 {
+            let at = (y0 + ki - g.p) * g.wb + x0;
+            let from: &[T; K] = img[at..at + K].try_into().expect("K taps");
+            let to: &mut [T; K] = (&mut taps[ki * K..(ki + 1) * K])
+                .try_into()
+                .expect("K taps");
+            *to = *from;
+        }
+    }
 }
 
 /// The adjoint of [`im2col`]: `big[n, c, y, x] = Σ cols[(n, i, j), (c, ki, kj)]` over the
@@ -900,6 +933,56 @@ mod tests {
                         conv_cases()[i]
                     ),
                 );
+            }
+        }
+    }
+
+    /// `im2col` by its definition, one element at a time.
+    fn im2col_by_definition(g: &Geom, big: &[f64]) -> Vec<f64> {
+        let mut cols = vec![0.0; g.rows() * g.row_len()];
+        for (r, row) in cols.chunks_mut(g.row_len()).enumerate() {
+            let (nn, i, j) = (r / (g.hs * g.ws), r / g.ws % g.hs, r % g.ws);
+            for (e, v) in row.iter_mut().enumerate() {
+                let (ch, ki, kj) = (e / (g.k * g.k), e / g.k % g.k, e % g.k);
+                let y = (i * g.s + ki).checked_sub(g.p).filter(|y| *y < g.hb);
+                let x = (j * g.s + kj).checked_sub(g.p).filter(|x| *x < g.wb);
+                if let (Some(y), Some(x)) = (y, x) {
+                    *v = big[((nn * g.c + ch) * g.hb + y) * g.wb + x];
+                }
+            }
+        }
+        cols
+    }
+
+    #[test]
+    fn im2col_matches_its_definition_for_every_kernel_path() {
+        // Kernel widths 3 and 4 take the fixed-size copies where no column tap is cut off; the
+        // others, and the cut-off positions, the general loop. Non-square, with odd sizes.
+        for k in 1..=5 {
+            for s in 1..=3 {
+                for p in 0..=2 {
+                    let (hb, wb) = (9, 11);
+                    let (hs, ws) = ((hb + 2 * p - k) / s + 1, (wb + 2 * p - k) / s + 1);
+                    let g = Geom {
+                        n: 2,
+                        c: 3,
+                        hb,
+                        wb,
+                        hs,
+                        ws,
+                        k,
+                        s,
+                        p,
+                    };
+                    let big = rand(&[2, 3, hb, wb], 40 + k as u64)
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap();
+                    let mut got = vec![f64::NAN; g.rows() * g.row_len()];
+                    im2col(&g, &big, &mut got);
+                    assert_eq!(got, im2col_by_definition(&g, &big), "{g:?}");
+                }
             }
         }
     }
