@@ -178,14 +178,22 @@ fn col2im<T: WithDType>(g: &Geom, cols: &[T], big: &mut [T]) {
                             let src = &cols[r * row + c0 * kk..r * row + (c0 + nc) * kk];
                             let x0 = j * g.s + kj0 - g.p;
                             let w = kj1 - kj0;
-                            for (ch, src) in src.chunks_exact(kk).enumerate() {
-                                let o = &mut out[ch * plane..(ch + 1) * plane];
-                                for ki in ki0..ki1 {
-                                    let y = i * g.s + ki - g.p;
-                                    let o = &mut o[y * g.wb + x0..y * g.wb + x0 + w];
-                                    let s = &src[ki * k + kj0..ki * k + kj1];
-                                    for (a, b) in o.iter_mut().zip(s) {
-                                        *a += *b;
+                            // As in im2col: fixed-size rows where no column tap is cut off.
+                            let rows = (x0, ki0, ki1, i * g.s);
+                            match (k, w == k) {
+                                (3, true) => add_tap_rows::<T, 3>(g, src, out, rows),
+                                (4, true) => add_tap_rows::<T, 4>(g, src, out, rows),
+                                _ => {
+                                    for (ch, src) in src.chunks_exact(kk).enumerate() {
+                                        let o = &mut out[ch * plane..(ch + 1) * plane];
+                                        for ki in ki0..ki1 {
+                                            let y = i * g.s + ki - g.p;
+                                            let o = &mut o[y * g.wb + x0..y * g.wb + x0 + w];
+                                            let s = &src[ki * k + kj0..ki * k + kj1];
+                                            for (a, b) in o.iter_mut().zip(s) {
+                                                *a += *b;
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -193,6 +201,27 @@ fn col2im<T: WithDType>(g: &Geom, cols: &[T], big: &mut [T]) {
                     }
                 });
         });
+}
+
+/// The scatter-add of one row of [`col2im`] whose column taps are all inside the image, for kernel
+/// width `K` (`rows` as in [`copy_tap_rows`]; `out` holds the channels of `src`).
+fn add_tap_rows<T: WithDType, const K: usize>(
+    g: &Geom,
+    src: &[T],
+    out: &mut [T],
+    (x0, ki0, ki1, y0): (usize, usize, usize, usize),
+) {
+    let plane = g.hb * g.wb;
+    for (taps, img) in src.chunks_exact(K * K).zip(out.chunks_exact_mut(plane)) {
+        for ki in ki0..ki1 {
+            let at = (y0 + ki - g.p) * g.wb + x0;
+            let to: &mut [T; K] = (&mut img[at..at + K]).try_into().expect("K taps");
+            let from: &[T; K] = taps[ki * K..(ki + 1) * K].try_into().expect("K taps");
+            for (a, b) in to.iter_mut().zip(from) {
+                *a += *b;
+            }
+        }
+    }
 }
 
 /// `[N, C, HW]` → `[N·HW, C]` (per image, a transpose).
@@ -982,6 +1011,46 @@ mod tests {
                     let mut got = vec![f64::NAN; g.rows() * g.row_len()];
                     im2col(&g, &big, &mut got);
                     assert_eq!(got, im2col_by_definition(&g, &big), "{g:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_matches_its_definition_for_every_kernel_path() {
+        // The adjoint of im2col by definition: every column entry added to its pixel.
+        for k in 1..=5 {
+            for s in 1..=3 {
+                for p in 0..=2 {
+                    let (hb, wb) = (9, 11);
+                    let (hs, ws) = ((hb + 2 * p - k) / s + 1, (wb + 2 * p - k) / s + 1);
+                    let g = Geom {
+                        n: 2,
+                        c: 3,
+                        hb,
+                        wb,
+                        hs,
+                        ws,
+                        k,
+                        s,
+                        p,
+                    };
+                    let cols = rand(&[g.rows(), g.row_len()], 60 + k as u64)
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap();
+                    // Where each column entry goes: im2col of the pixel indices (+1; 0 = outside).
+                    let ids: Vec<f64> = (0..2 * 3 * hb * wb).map(|v| v as f64 + 1.0).collect();
+                    let mut want = vec![0.0; ids.len()];
+                    for (v, at) in cols.iter().zip(im2col_by_definition(&g, &ids)) {
+                        if at > 0.0 {
+                            want[at as usize - 1] += v;
+                        }
+                    }
+                    let mut got = vec![f64::NAN; ids.len()];
+                    col2im(&g, &cols, &mut got);
+                    assert_eq!(got, want, "{g:?}");
                 }
             }
         }
