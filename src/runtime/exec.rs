@@ -21,7 +21,7 @@ use crate::check::Shape;
 use crate::ir::eval::{binary_value, unary_value};
 use crate::ir::print::reachable;
 use crate::ir::{Binary, Node, NodeId, Op, Program, Unary};
-use candle_core::{DType, Device, DeviceLocation, Tensor};
+use candle_core::{DType, Device, DeviceLocation, Storage, Tensor, WithDType};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -62,6 +62,9 @@ struct Plan {
     order: Vec<NodeId>,
     /// After evaluating `order[k]`, the values no later node (nor an output) needs.
     drop_after: Vec<Vec<NodeId>>,
+    /// Swish nodes whose input also feeds a later `Sigmoid` node (a derived gradient's swish
+    /// derivative), with that node: both are computed in one pass (see [`swish_and_sigmoid`]).
+    swish_sigmoid: HashMap<NodeId, NodeId>,
 }
 
 /// The plan of the function with `inputs` that computes `outputs`.
@@ -79,12 +82,30 @@ fn make_plan(program: &Program, inputs: &[(String, NodeId)], outputs: &[(String,
             drop_after[k].push(id);
         }
     }
+    let swish_sigmoid = swish_sigmoid_pairs(program, &order);
     Plan {
         inputs: inputs.to_vec(),
         outputs: outputs.to_vec(),
         order,
         drop_after,
+        swish_sigmoid,
     }
+}
+
+/// The `Swish(x)` nodes of `order` with a later `Sigmoid(x)` node on the same `x`.
+fn swish_sigmoid_pairs(program: &Program, order: &[NodeId]) -> HashMap<NodeId, NodeId> {
+    let of = |u: Unary| -> HashMap<NodeId, NodeId> {
+        order
+            .iter()
+            .filter(|id| program.node(**id).op == Op::Unary(u))
+            .map(|id| (program.node(*id).inputs[0], *id))
+            .collect()
+    };
+    let sigmoids = of(Unary::Sigmoid);
+    of(Unary::Swish)
+        .into_iter()
+        .filter_map(|(x, sw)| sigmoids.get(&x).filter(|sg| **sg > sw).map(|sg| (sw, *sg)))
+        .collect()
 }
 
 /// A node's value during a call: a scalar constant (folded, not yet a tensor) or a tensor.
@@ -264,8 +285,13 @@ impl Executor {
         for (k, id) in plan.order.iter().enumerate() {
             let node = self.program.node(*id);
             if vals[id.index()].is_none() {
-                let v = self.eval_node(function, *id, node, &vals, &cx)?;
-                vals[id.index()] = Some(v);
+                if let Some((sw, sg)) = self.fused_swish(plan, *id, node, &vals)? {
+                    vals[id.index()] = Some(Val::T(sw));
+                    vals[plan.swish_sigmoid[id].index()] = Some(Val::T(sg));
+                } else {
+                    let v = self.eval_node(function, *id, node, &vals, &cx)?;
+                    vals[id.index()] = Some(v);
+                }
             }
             for d in &plan.drop_after[k] {
                 vals[d.index()] = None;
@@ -300,6 +326,24 @@ impl Executor {
             });
         }
         Ok(outs.swap_remove(0).1)
+    }
+
+    /// For a swish node paired with a sigmoid node not yet evaluated (see [`Plan`]): both values,
+    /// where [`swish_and_sigmoid`] can compute them.
+    fn fused_swish(
+        &self,
+        plan: &Plan,
+        id: NodeId,
+        node: &Node,
+        vals: &[Option<Val>],
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let Some(sg) = plan.swish_sigmoid.get(&id) else {
+            return Ok(None);
+        };
+        match (&vals[sg.index()], &vals[node.inputs[0].index()]) {
+            (None, Some(Val::T(x))) => swish_and_sigmoid(x).ctx("evaluating swish and sigmoid"),
+            _ => Ok(None),
+        }
     }
 
     fn eval_node(
@@ -644,6 +688,49 @@ fn full_dims(s: &Shape, batch: Option<usize>) -> candle_core::Result<Vec<usize>>
     }
     d.extend(&s.dims);
     Ok(d)
+}
+
+/// `swish(x)` and `sigmoid(x)` in one pass over host memory: both divide by `1 + exp(−x)`, and
+/// `exp` is the costly part of the convolutional energies' derived gradients. The formulas are
+/// candle's own (`silu`, `candle_nn::ops::sigmoid`), so the values are the same bits. `None`
+/// (use candle's ops) off the CPU, for other dtypes, and for an `x` on the autograd tape.
+fn swish_and_sigmoid(x: &Tensor) -> candle_core::Result<Option<(Tensor, Tensor)>> {
+    if !x.device().is_cpu() || x.track_op() {
+        return Ok(None);
+    }
+    match x.dtype() {
+        DType::F32 => swish_and_sigmoid_host::<f32>(x, |v| (-v).exp()).map(Some),
+        DType::F64 => swish_and_sigmoid_host::<f64>(x, |v| (-v).exp()).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn swish_and_sigmoid_host<T: WithDType>(
+    x: &Tensor,
+    exp_neg: impl Fn(T) -> T,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let x = x.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    let Storage::Cpu(s) = &*storage else {
+        candle_core::bail!("swish: expected a CPU tensor");
+    };
+    let Some((a, b)) = layout.contiguous_offsets() else {
+        candle_core::bail!("swish: expected a contiguous tensor");
+    };
+    let xs = &T::cpu_storage_as_slice(s)?[a..b];
+    let one = T::from_f64(1.0);
+    let (mut sw, mut sg) = (Vec::with_capacity(xs.len()), Vec::with_capacity(xs.len()));
+    for &v in xs {
+        // silu: v / (1 + e); sigmoid: (e + 1).recip(), with e = exp(−v).
+        let d = one + exp_neg(v);
+        sw.push(v / d);
+        sg.push(one / d);
+    }
+    let dev = Device::Cpu;
+    Ok((
+        Tensor::from_vec(sw, x.dims(), &dev)?,
+        Tensor::from_vec(sg, x.dims(), &dev)?,
+    ))
 }
 
 fn unary(u: Unary, x: &Tensor) -> candle_core::Result<Tensor> {

@@ -917,3 +917,45 @@ fn sampler_function_timings() {
         }
     }
 }
+
+#[test]
+fn swish_and_sigmoid_in_one_pass_are_candles_bits() {
+    let mut rng = Rng::new(21);
+    for dtype in [DType::F32, DType::F64] {
+        // Large magnitudes too (exp overflows to inf for very negative x), and a transposed view.
+        let x = rng
+            .normal(&[6, 40], 0.0, 30.0, &DEV, dtype)
+            .unwrap()
+            .t()
+            .unwrap();
+        let (sw, sg) = swish_and_sigmoid(&x).unwrap().expect("CPU f32/f64 take the host pass");
+        let bits = |t: &Tensor| -> Vec<u64> {
+            let t = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
+            t.to_vec1::<f64>().unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        assert_eq!(bits(&sw), bits(&x.silu().unwrap()), "{dtype:?} swish");
+        let want = candle_nn::ops::sigmoid(&x).unwrap();
+        assert_eq!(bits(&sg), bits(&want), "{dtype:?} sigmoid");
+        assert_eq!(sw.dims(), x.dims());
+    }
+    // On the tape, candle's own ops run (their autograd must see them).
+    let v = Var::new(&[1.0f64, -2.0], &DEV).unwrap();
+    assert!(swish_and_sigmoid(v.as_tensor()).unwrap().is_none());
+}
+
+#[test]
+fn a_derived_swish_gradient_pairs_the_swish_with_its_sigmoid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/cebm_gmm.yaml");
+    let (_, program) = compile(&path);
+    let exec = Executor::new(&program);
+    let paired: Vec<&String> = exec
+        .plans
+        .iter()
+        .filter(|(_, p)| !p.swish_sigmoid.is_empty())
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        paired.iter().any(|n| n.contains("grad")),
+        "no derived gradient pairs swish and sigmoid: {paired:?}"
+    );
+}
