@@ -63,6 +63,7 @@ impl Report {
             for (k, v) in &self.eval {
                 let _ = writeln!(s, "| {} | {} |", cell(k), fmt_value(*v));
             }
+            s.push_str(&few_label_table(&self.eval));
         }
         if !self.metrics_summary.is_empty() {
             s.push_str("\n## Training\n\n| quantity | first | last |\n|---|---:|---:|\n");
@@ -104,6 +105,41 @@ impl Report {
 }
 
 /// Text on one line.
+/// The `few_label` metrics (`few_label_<shots>_{mean,sd}` beside `raw_pixels_<shots>_{mean,sd}`) as
+/// one table, a row per label count; empty when the run has none.
+fn few_label_table(eval: &[(String, f64)]) -> String {
+    let get = |k: String| eval.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let both = |what: &str, shots: &str| {
+        let mean = get(format!("{what}_{shots}_mean"));
+        let sd = get(format!("{what}_{shots}_sd"));
+        match (mean, sd) {
+            (Some(m), Some(sd)) => format!("{:.1} ± {:.1} %", 100.0 * m, 100.0 * sd),
+            (Some(m), None) => format!("{:.1} %", 100.0 * m),
+            _ => "—".into(),
+        }
+    };
+    let shots: Vec<&str> = eval
+        .iter()
+        .filter_map(|(k, _)| k.strip_prefix("few_label_")?.strip_suffix("_mean"))
+        .collect();
+    if shots.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\nFew-label accuracy on the test split (logistic regression; mean ± sd over the draws):\n\n\
+         | labels per class | posterior means | raw pixels |\n|---|---:|---:|\n",
+    );
+    for k in shots {
+        let _ = writeln!(
+            s,
+            "| {k} | {} | {} |",
+            both("few_label", k),
+            both("raw_pixels", k)
+        );
+    }
+    s
+}
+
 fn inline(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -448,9 +484,35 @@ mod tests {
         ] {
             assert!(md.contains(part), "missing {part:?} in\n{md}");
         }
+        assert!(!md.contains("Few-label accuracy"));
         let empty = Report::default().render();
         assert!(empty.contains("No evaluations"));
         assert!(!empty.contains("## Pictures"));
+    }
+
+    #[test]
+    fn few_label_metrics_get_their_own_table() {
+        let mut r = report();
+        r.eval = [
+            ("few_label_1_mean", 0.5478),
+            ("few_label_1_sd", 0.0689),
+            ("raw_pixels_1_mean", 0.55),
+            ("raw_pixels_1_sd", 0.0644),
+            ("few_label_all_mean", 0.9611),
+            ("few_label_all_sd", 0.0),
+            ("raw_pixels_all_mean", 0.9722),
+            ("raw_pixels_all_sd", 0.0),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec();
+        let md = r.render();
+        for row in [
+            "| labels per class | posterior means | raw pixels |",
+            "| 1 | 54.8 ± 6.9 % | 55.0 ± 6.4 % |",
+            "| all | 96.1 ± 0.0 % | 97.2 ± 0.0 % |",
+        ] {
+            assert!(md.contains(row), "missing {row:?} in\n{md}");
+        }
     }
 
     #[test]
