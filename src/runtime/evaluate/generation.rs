@@ -6,12 +6,11 @@ use crate::runtime::data::Dataset;
 use crate::runtime::error::{Context, Result, RuntimeError};
 use crate::runtime::exec::ParamMode;
 use crate::runtime::rundir::RunDir;
-use crate::runtime::sampler::{Target, langevin};
 use crate::runtime::train::Session;
 use candle_core::Tensor;
 
 /// The configured prior chain, or none when the prior is the reference density itself.
-fn prior_chain(s: &Session) -> Option<Langevin> {
+fn prior_sampler(s: &Session) -> Option<Langevin> {
     s.spec
         .model
         .prior
@@ -25,22 +24,8 @@ pub fn samples(s: &mut Session, n: usize, dir: &RunDir, file: &str) -> Result<()
         return Ok(());
     }
     let z0 = s.draw_reference(n)?;
-    let z = match prior_chain(s) {
-        Some(cfg) => {
-            let target = Target {
-                grad_fn: "prior_grad",
-                latent: &s.latent,
-                given: &[],
-            };
-            langevin(
-                &s.exec,
-                &target,
-                z0,
-                &cfg,
-                &ParamMode::Detached(&s.params),
-                &mut s.rng,
-            )?
-        }
+    let z = match prior_sampler(s) {
+        Some(cfg) => s.prior_chain(z0, &cfg)?,
         None => z0,
     };
     let x = s.exec.call1(
@@ -101,21 +86,7 @@ fn infer(s: &mut Session, x: &Tensor) -> Result<Tensor> {
             what: "posterior inference without `learn.posterior_sampler`".into(),
         })?;
     let z0 = s.draw_reference(b)?;
-    let observed = s.observed.clone();
-    let given = [(observed.as_str(), x)];
-    let target = Target {
-        grad_fn: "posterior_grad",
-        latent: &s.latent,
-        given: &given,
-    };
-    langevin(
-        &s.exec,
-        &target,
-        z0,
-        &cfg,
-        &ParamMode::Detached(&s.params),
-        &mut s.rng,
-    )
+    s.posterior_chain(x, z0, &cfg)
 }
 
 pub(super) fn batches(d: &Dataset) -> impl Iterator<Item = Vec<usize>> + '_ {

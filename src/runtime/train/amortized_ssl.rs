@@ -22,7 +22,6 @@ use crate::check::{CheckedSpec, TExpr, TExprKind};
 use crate::runtime::error::{Context, Result};
 use crate::runtime::exec::ParamMode;
 use crate::runtime::params::Params;
-use crate::runtime::sampler::{Target, langevin};
 use candle_core::{D, Tensor};
 
 /// Key of the persistent prior chains in `Session::algorithm_state`.
@@ -284,19 +283,7 @@ fn prior_samples(s: &mut Session, b: usize) -> Result<Option<Tensor>> {
             .ctx("persistent chains")?,
         None => s.draw_reference(b)?,
     };
-    let target = Target {
-        grad_fn: "prior_grad",
-        latent: &s.latent,
-        given: &[],
-    };
-    let z = langevin(
-        &s.exec,
-        &target,
-        z0,
-        &cfg,
-        &ParamMode::Detached(&s.params),
-        &mut s.rng,
-    )?;
+    let z = s.prior_chain(z0, &cfg)?;
     if let Some(idx) = picked {
         let chains = &s.algorithm_state[CHAINS];
         let flat = z.flatten_from(1).ctx("persistent chains")?;

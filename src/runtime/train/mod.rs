@@ -6,13 +6,14 @@ mod contrastive_divergence;
 pub mod run;
 mod short_run_mle;
 
-use crate::check::{Algorithm, CheckedSpec, Reference};
+use crate::check::{Algorithm, CheckedSpec, Langevin, Reference};
 use crate::ir::Program;
 use crate::runtime::error::{Context, Result, RuntimeError};
 use crate::runtime::exec::{Executor, ParamMode};
 use crate::runtime::optim::Optimizer;
 use crate::runtime::params::Params;
 use crate::runtime::rng::Rng;
+use crate::runtime::sampler::{Target, langevin};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 
@@ -142,6 +143,31 @@ impl<'a> Session<'a> {
         let mut shape = vec![b];
         shape.extend(&self.latent_shape);
         self.rng.normal(&shape, mean, std, &self.device, self.dtype)
+    }
+
+    /// Moves `z0` along a Langevin chain on the prior (the derived `prior_grad`), parameters
+    /// detached: no tape inside the chain.
+    pub fn prior_chain(&mut self, z0: Tensor, cfg: &Langevin) -> Result<Tensor> {
+        let target = Target {
+            grad_fn: "prior_grad",
+            latent: &self.latent,
+            given: &[],
+        };
+        let params = ParamMode::Detached(&self.params);
+        langevin(&self.exec, &target, z0, cfg, &params, &mut self.rng)
+    }
+
+    /// Moves `z0` along a Langevin chain on the posterior given the observed `x` (the derived
+    /// `posterior_grad`), parameters detached.
+    pub fn posterior_chain(&mut self, x: &Tensor, z0: Tensor, cfg: &Langevin) -> Result<Tensor> {
+        let given = [(self.observed.as_str(), x)];
+        let target = Target {
+            grad_fn: "posterior_grad",
+            latent: &self.latent,
+            given: &given,
+        };
+        let params = ParamMode::Detached(&self.params);
+        langevin(&self.exec, &target, z0, cfg, &params, &mut self.rng)
     }
 
     /// Mean squared error between x and the generator's mean at z (per pixel).

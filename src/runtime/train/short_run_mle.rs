@@ -5,7 +5,6 @@
 use super::{Batch, Session, StepMetrics};
 use crate::runtime::error::{Context, Result};
 use crate::runtime::exec::ParamMode;
-use crate::runtime::sampler::{Target, langevin};
 use candle_core::Tensor;
 use std::time::Instant;
 
@@ -25,34 +24,15 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
             .posterior_sampler
             .clone()
             .expect("checked: short_run_mle has a posterior sampler");
-        let params = ParamMode::Detached(&s.params);
-        let given = [(x_name.as_str(), &batch.x)];
-        let target = Target {
-            grad_fn: "posterior_grad",
-            latent: &latent,
-            given: &given,
-        };
-        langevin(&s.exec, &target, z0, &cfg, &params, &mut s.rng)?
+        s.posterior_chain(&batch.x, z0, &cfg)?
     };
     let sec_posterior = clock.elapsed().as_secs_f64();
     let clock = Instant::now();
     let z_prior = match (&s.spec.learn.prior_sampler, has_prior) {
         (Some(cfg), true) => {
+            let cfg = cfg.clone();
             let z0 = s.draw_reference(b)?;
-            let params = ParamMode::Detached(&s.params);
-            let target = Target {
-                grad_fn: "prior_grad",
-                latent: &latent,
-                given: &[],
-            };
-            Some(langevin(
-                &s.exec,
-                &target,
-                z0,
-                &cfg.clone(),
-                &params,
-                &mut s.rng,
-            )?)
+            Some(s.prior_chain(z0, &cfg)?)
         }
         _ => None,
     };
