@@ -983,76 +983,64 @@ mod tests {
         cols
     }
 
+    /// Kernels 1–5, strides 1–3, paddings 0–2 on a non-square 2×3×9×11 input: kernel widths 3 and
+    /// 4 take the fixed-size copies where no column tap is cut off; the others, and the cut-off
+    /// positions, the general loop.
+    fn every_geometry() -> impl Iterator<Item = Geom> {
+        let (hb, wb) = (9, 11);
+        (1..=5).flat_map(move |k| {
+            (1..=3).flat_map(move |s| {
+                (0..=2).map(move |p| Geom {
+                    n: 2,
+                    c: 3,
+                    hb,
+                    wb,
+                    hs: (hb + 2 * p - k) / s + 1,
+                    ws: (wb + 2 * p - k) / s + 1,
+                    k,
+                    s,
+                    p,
+                })
+            })
+        })
+    }
+
     #[test]
     fn im2col_matches_its_definition_for_every_kernel_path() {
-        // Kernel widths 3 and 4 take the fixed-size copies where no column tap is cut off; the
-        // others, and the cut-off positions, the general loop. Non-square, with odd sizes.
-        for k in 1..=5 {
-            for s in 1..=3 {
-                for p in 0..=2 {
-                    let (hb, wb) = (9, 11);
-                    let (hs, ws) = ((hb + 2 * p - k) / s + 1, (wb + 2 * p - k) / s + 1);
-                    let g = Geom {
-                        n: 2,
-                        c: 3,
-                        hb,
-                        wb,
-                        hs,
-                        ws,
-                        k,
-                        s,
-                        p,
-                    };
-                    let big = rand(&[2, 3, hb, wb], 40 + k as u64)
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f64>()
-                        .unwrap();
-                    let mut got = vec![f64::NAN; g.rows() * g.row_len()];
-                    im2col(&g, &big, &mut got);
-                    assert_eq!(got, im2col_by_definition(&g, &big), "{g:?}");
-                }
-            }
+        for g in every_geometry() {
+            let big = rand(&[g.n, g.c, g.hb, g.wb], 40 + g.k as u64)
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            let mut got = vec![f64::NAN; g.rows() * g.row_len()];
+            im2col(&g, &big, &mut got);
+            assert_eq!(got, im2col_by_definition(&g, &big), "{g:?}");
         }
     }
 
     #[test]
     fn col2im_matches_its_definition_for_every_kernel_path() {
         // The adjoint of im2col by definition: every column entry added to its pixel.
-        for k in 1..=5 {
-            for s in 1..=3 {
-                for p in 0..=2 {
-                    let (hb, wb) = (9, 11);
-                    let (hs, ws) = ((hb + 2 * p - k) / s + 1, (wb + 2 * p - k) / s + 1);
-                    let g = Geom {
-                        n: 2,
-                        c: 3,
-                        hb,
-                        wb,
-                        hs,
-                        ws,
-                        k,
-                        s,
-                        p,
-                    };
-                    let cols = rand(&[g.rows(), g.row_len()], 60 + k as u64)
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f64>()
-                        .unwrap();
-                    // Where each column entry goes: im2col of the pixel indices (+1; 0 = outside).
-                    let ids: Vec<f64> = (0..2 * 3 * hb * wb).map(|v| v as f64 + 1.0).collect();
-                    let mut want = vec![0.0; ids.len()];
-                    for (v, at) in cols.iter().zip(im2col_by_definition(&g, &ids)) {
-                        if at > 0.0 {
-                            want[at as usize - 1] += v;
-                        }
-                    }
-                    let mut got = vec![f64::NAN; ids.len()];
-                    col2im(&g, &cols, &mut got);
-                    assert_eq!(got, want, "{g:?}");
+        for g in every_geometry() {
+            let cols = rand(&[g.rows(), g.row_len()], 60 + g.k as u64)
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            // Where each column entry goes: im2col of the pixel indices (+1; 0 = outside).
+            let ids: Vec<f64> = (0..g.n * g.c * g.hb * g.wb)
+                .map(|v| v as f64 + 1.0)
+                .collect();
+            let mut want = vec![0.0; ids.len()];
+            for (v, at) in cols.iter().zip(im2col_by_definition(&g, &ids)) {
+                if at > 0.0 {
+                    want[at as usize - 1] += v;
                 }
             }
+            let mut got = vec![f64::NAN; ids.len()];
+            col2im(&g, &cols, &mut got);
+            assert_eq!(got, want, "{g:?}");
         }
     }
 
