@@ -1,57 +1,18 @@
 //! Runtime tests: tiny seeded models trained for seconds on the real embedded digits, asserting
 //! that learning works and that a resumed run reproduces an uninterrupted one bit for bit (CPU).
 
-use ebmc::runtime::checkpoint;
+mod common;
+
+use common::{assert_resume_is_bit_exact, metric, must_run, spec_with, temp_dir};
 use ebmc::runtime::train::run::{RunOptions, run};
-use ebmc::source::SourceFile;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn spec_with(path: &str, sets: &[&str]) -> SourceFile {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = SourceFile::new(
-        path,
-        std::fs::read_to_string(root.join(path)).expect("spec exists"),
-    );
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    ebmc::spec::overrides::apply_overrides(&source, &sets)
-        .unwrap_or_else(|_| panic!("overrides apply"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ebmc-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
+/// The common options without the evaluations: these tests assert on training.
 fn options(out: &Path) -> RunOptions {
     RunOptions {
-        out: Some(out.to_path_buf()),
-        data_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("data"),
-        quiet: true,
         skip_evaluation: true,
-        ..RunOptions::default()
+        ..common::options(out)
     }
-}
-
-fn must_run(source: &SourceFile, opts: &RunOptions) -> ebmc::runtime::train::run::RunOutcome {
-    match run(source, opts) {
-        Ok(o) => o,
-        Err(failures) => panic!(
-            "run failed: {}",
-            failures
-                .iter()
-                .map(|f| f.diagnostic.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-    }
-}
-
-fn metric(m: &[(String, f64)], name: &str) -> f64 {
-    m.iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
 #[test]
@@ -106,61 +67,7 @@ fn resume_reproduces_an_uninterrupted_run_bit_for_bit() {
         "learn.posterior_sampler=langevin(steps = 5, step_size = 0.1)",
     ];
     let source = spec_with("specs/lebm_digits.yaml", &sets);
-    let straight = temp_dir("straight");
-    must_run(&source, &options(&straight));
-
-    let split = temp_dir("split");
-    let mut first = options(&split);
-    first.stop_after = Some(3);
-    must_run(&source, &first);
-    let resumed = RunOptions {
-        out: None,
-        resume: Some(split.clone()),
-        ..options(&split)
-    };
-    let spec_text = SourceFile::new(
-        "spec.yaml",
-        std::fs::read_to_string(split.join("spec.yaml")).expect("run keeps its spec"),
-    );
-    must_run(&spec_text, &resumed);
-
-    let (a, meta_a) = checkpoint::load(
-        &straight.join("checkpoint.safetensors"),
-        &candle_core::Device::Cpu,
-    )
-    .expect("checkpoint");
-    let (b, meta_b) = checkpoint::load(
-        &split.join("checkpoint.safetensors"),
-        &candle_core::Device::Cpu,
-    )
-    .expect("checkpoint");
-    assert_eq!(meta_a["step"], meta_b["step"]);
-    let mut keys: Vec<&String> = a.keys().collect();
-    keys.sort();
-    assert_eq!(keys.len(), b.len());
-    for k in keys {
-        let x: Vec<u8> = bytes(&a[k]);
-        let y: Vec<u8> = bytes(&b[k]);
-        assert!(
-            x == y,
-            "`{k}` differs between the uninterrupted and the resumed run"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&straight);
-    let _ = std::fs::remove_dir_all(&split);
-}
-
-fn bytes(t: &candle_core::Tensor) -> Vec<u8> {
-    let t = t
-        .flatten_all()
-        .expect("flatten")
-        .to_dtype(candle_core::DType::F64)
-        .expect("f64");
-    t.to_vec1::<f64>()
-        .expect("vec")
-        .iter()
-        .flat_map(|v| v.to_bits().to_le_bytes())
-        .collect()
+    assert_resume_is_bit_exact("lebm", &source, 3, options);
 }
 
 #[test]

@@ -1,60 +1,15 @@
 //! Runtime tests of `contrastive_divergence` and the conjugate-EBM evaluations: tiny seeded CEBMs
 //! trained for seconds on the real embedded digits.
 
+mod common;
+
+use common::{assert_resume_is_bit_exact, metric, must_run, options, spec_with, temp_dir};
 use ebmc::runtime::exec::{Executor, ParamMode};
 use ebmc::runtime::params::Params;
 use ebmc::runtime::replay;
 use ebmc::runtime::rng::Rng;
-use ebmc::runtime::train::run::{RunOptions, run};
-use ebmc::source::SourceFile;
-use std::path::{Path, PathBuf};
-
-fn spec_with(path: &str, sets: &[&str]) -> SourceFile {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = SourceFile::new(
-        path,
-        std::fs::read_to_string(root.join(path)).expect("spec exists"),
-    );
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    ebmc::spec::overrides::apply_overrides(&source, &sets)
-        .unwrap_or_else(|_| panic!("overrides apply"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ebmc-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(out: &Path) -> RunOptions {
-    RunOptions {
-        out: Some(out.to_path_buf()),
-        data_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("data"),
-        quiet: true,
-        ..RunOptions::default()
-    }
-}
-
-fn must_run(source: &SourceFile, opts: &RunOptions) -> ebmc::runtime::train::run::RunOutcome {
-    match run(source, opts) {
-        Ok(o) => o,
-        Err(failures) => panic!(
-            "run failed: {}",
-            failures
-                .iter()
-                .map(|f| f.diagnostic.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-    }
-}
-
-fn metric(m: &[(String, f64)], name: &str) -> f64 {
-    m.iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
+use ebmc::runtime::train::run::run;
+use std::path::Path;
 
 /// A few seconds of `contrastive_divergence` on the digits: batches of 50, 20 SGLD steps, a
 /// 500-image buffer, a faster learning rate.
@@ -246,48 +201,9 @@ fn a_resumed_run_continues_the_replay_buffer_bit_for_bit() {
         "evaluate=[]",
     ];
     let source = spec_with("specs/cebm_gmm.yaml", &sets);
-    let straight = temp_dir("cd-straight");
-    must_run(&source, &options(&straight));
-    let split = temp_dir("cd-split");
-    let mut first = options(&split);
-    first.stop_after = Some(2);
-    must_run(&source, &first);
-    let resumed = RunOptions {
-        out: None,
-        resume: Some(split.clone()),
-        ..options(&split)
-    };
-    let effective = SourceFile::new(
-        "spec.yaml",
-        std::fs::read_to_string(split.join("spec.yaml")).expect("run keeps its spec"),
+    let state = assert_resume_is_bit_exact("cd", &source, 2, options);
+    assert!(
+        state.contains_key("algo.replay"),
+        "the buffer is checkpointed"
     );
-    must_run(&effective, &resumed);
-    let load = |dir: &Path| {
-        ebmc::runtime::checkpoint::load(
-            &dir.join("checkpoint.safetensors"),
-            &candle_core::Device::Cpu,
-        )
-        .expect("checkpoint")
-        .0
-    };
-    let (a, b) = (load(&straight), load(&split));
-    assert!(a.contains_key("algo.replay"), "the buffer is checkpointed");
-    assert_eq!(a.len(), b.len());
-    for (k, t) in &a {
-        let flat = |t: &candle_core::Tensor| -> Vec<f64> {
-            t.flatten_all()
-                .unwrap()
-                .to_dtype(candle_core::DType::F64)
-                .unwrap()
-                .to_vec1()
-                .unwrap()
-        };
-        let (x, y) = (flat(t), flat(&b[k]));
-        assert!(
-            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
-            "`{k}` differs between the uninterrupted and the resumed run"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&straight);
-    let _ = std::fs::remove_dir_all(&split);
 }

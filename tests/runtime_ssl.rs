@@ -2,57 +2,10 @@
 //! (same spec, seed, labelled examples, encoder and classifier; no unlabelled data), the persistent
 //! prior chains across a resume, and a tabular CSV spec.
 
-use ebmc::runtime::checkpoint;
-use ebmc::runtime::train::run::{RunOptions, RunOutcome, run};
-use ebmc::source::SourceFile;
-use std::path::{Path, PathBuf};
+mod common;
 
-fn spec_with(path: &str, sets: &[&str]) -> SourceFile {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = SourceFile::new(
-        path,
-        std::fs::read_to_string(root.join(path)).expect("spec exists"),
-    );
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    ebmc::spec::overrides::apply_overrides(&source, &sets)
-        .unwrap_or_else(|_| panic!("overrides apply"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ebmc-ssl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(out: &Path) -> RunOptions {
-    RunOptions {
-        out: Some(out.to_path_buf()),
-        data_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("data"),
-        quiet: true,
-        ..RunOptions::default()
-    }
-}
-
-fn must_run(source: &SourceFile, opts: &RunOptions) -> RunOutcome {
-    match run(source, opts) {
-        Ok(o) => o,
-        Err(failures) => panic!(
-            "run failed: {}",
-            failures
-                .iter()
-                .map(|f| f.diagnostic.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-    }
-}
-
-fn metric(m: &[(String, f64)], name: &str) -> f64 {
-    m.iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
+use common::{assert_resume_is_bit_exact, metric, must_run, options, spec_with, temp_dir};
+use std::path::Path;
 
 /// The fast settings of the digits tests: 20-step chains from 1000 persistent ones and learning
 /// rates of 1e-3 (the spec's 1e-4 needs thousands of iterations).
@@ -101,56 +54,11 @@ fn persistent_chains_survive_a_resume_bit_for_bit() {
     sets.extend(&FAST[..4]);
     sets.push("evaluate=[]");
     let source = spec_with("specs/ssl_digits.yaml", &sets);
-    let straight = temp_dir("straight");
-    must_run(&source, &options(&straight));
-
-    let split = temp_dir("split");
-    must_run(
-        &source,
-        &RunOptions {
-            stop_after: Some(3),
-            ..options(&split)
-        },
-    );
-    let spec_text = SourceFile::new(
-        "spec.yaml",
-        std::fs::read_to_string(split.join("spec.yaml")).expect("run keeps its spec"),
-    );
-    let resumed = RunOptions {
-        out: None,
-        resume: Some(split.clone()),
-        ..options(&split)
-    };
-    must_run(&spec_text, &resumed);
-
-    let cpu = candle_core::Device::Cpu;
-    let (a, _) = checkpoint::load(&straight.join("checkpoint.safetensors"), &cpu).expect("ckpt");
-    let (b, _) = checkpoint::load(&split.join("checkpoint.safetensors"), &cpu).expect("ckpt");
-    let chains = a.get("algo.chains").expect("the chains are checkpointed");
+    let state = assert_resume_is_bit_exact("ssl", &source, 3, options);
+    let chains = state
+        .get("algo.chains")
+        .expect("the chains are checkpointed");
     assert_eq!(chains.dims(), &[1000, 16]);
-    let mut keys: Vec<&String> = a.keys().collect();
-    keys.sort();
-    assert_eq!(keys.len(), b.len());
-    for k in keys {
-        assert!(
-            bytes(&a[k]) == bytes(&b[k]),
-            "`{k}` differs between the uninterrupted and the resumed run"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&straight);
-    let _ = std::fs::remove_dir_all(&split);
-}
-
-fn bytes(t: &candle_core::Tensor) -> Vec<u8> {
-    let t = t
-        .flatten_all()
-        .and_then(|t| t.to_dtype(candle_core::DType::F64))
-        .expect("f64");
-    t.to_vec1::<f64>()
-        .expect("vec")
-        .iter()
-        .flat_map(|v| v.to_bits().to_le_bytes())
-        .collect()
 }
 
 /// The wine table (CSV, 13 features, 3 classes, 3 labels per class): the spec runs end to end and
