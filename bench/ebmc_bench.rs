@@ -7,8 +7,8 @@
 //!
 //! Workloads (batch 100, f32, CPU):
 //! - `prior`: one prior Langevin step on the 100→200→200→1 MLP (`bench/specs/prior_mlp.yaml`),
-//!   i.e. a `--steps`-step chain of the runtime's `sampler::langevin` on the derived `prior_grad`,
-//!   divided by the step count;
+//!   i.e. a `--steps`-step chain of the runtime's `Session::prior_chain` (Langevin on the
+//!   derived `prior_grad`), divided by the step count;
 //! - `posterior`: the same for `posterior_grad` of the 32×32 DCGAN (`bench/specs/dcgan32.yaml`),
 //!   on random x in [-1, 1];
 //! - `lebm`, `cebm`, `ssl`: one `Session::step` of specs/lebm_mnist.yaml, specs/cebm_gmm.yaml (on
@@ -21,7 +21,6 @@ use ebmc::check::CheckedSpec;
 use ebmc::ir::Program;
 use ebmc::runtime::data;
 use ebmc::runtime::exec::ParamMode;
-use ebmc::runtime::sampler::{Target, langevin};
 use ebmc::runtime::train::{Batch, Session};
 use ebmc::source::SourceFile;
 use serde_json::{Value, json};
@@ -189,23 +188,14 @@ fn langevin_workload(args: &Args, s: &mut Session) -> Res<(Vec<f64>, Value)> {
     } else {
         None
     };
-    let latent = s.latent.clone();
-    let observed = s.observed.clone();
     let steps = cfg.steps;
     let times = time_runs(args, steps, || {
         let z0 = s.draw_reference(args.batch).map_err(str_err)?;
-        let given_x: Vec<(&str, &Tensor)> = x.iter().map(|x| (observed.as_str(), x)).collect();
-        let target = Target {
-            grad_fn: if posterior {
-                "posterior_grad"
-            } else {
-                "prior_grad"
-            },
-            latent: &latent,
-            given: &given_x,
-        };
-        let params = ParamMode::Detached(&s.params);
-        let z = langevin(&s.exec, &target, z0, &cfg, &params, &mut s.rng).map_err(str_err)?;
+        let z = match &x {
+            Some(x) => s.posterior_chain(x, z0, &cfg),
+            None => s.prior_chain(z0, &cfg),
+        }
+        .map_err(str_err)?;
         // Langevin on CPU is synchronous; reading one value makes that explicit on any device.
         z.sum_all()
             .and_then(|t| t.to_scalar::<f32>())
