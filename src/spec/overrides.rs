@@ -449,8 +449,10 @@ fn apply_one(text: &str, ov: &Override) -> Result<String, OverrideError> {
     out.push_str(&edit.with);
     out.push_str(&text[edit.range.end..]);
     // Never hand on a corrupted spec: the edited text must parse and hold the value at the path.
+    // A text an earlier raw-list override already broke is the loader's to report (it names the
+    // list item at fault), not this override's.
     let parsed = yaml::parse(&out);
-    if edit.scalar {
+    if edit.scalar && yaml::parse(text).errors.is_empty() {
         if !parsed.errors.is_empty() {
             return Err(ov.unsupported("the edited spec would not parse"));
         }
@@ -1139,6 +1141,26 @@ evaluate: [samples(64), reconstruction_mse]
         let rendered = render(&errs, RenderStyle::Plain);
         assert!(rendered.contains("ebmc::cli::bad_override"), "{rendered}");
         assert!(rendered.contains("--set"), "{rendered}");
+    }
+
+    #[test]
+    fn a_broken_flow_list_is_not_blamed_on_a_later_override() {
+        let out = set(
+            SPEC,
+            &[
+                "evaluate=[few_label(shots=[10],repeats=5)]",
+                "learn.batch=7",
+            ],
+        )
+        .unwrap();
+        assert!(out.contains("batch: 7"), "{out}");
+        let errs = super::super::load_text(&out).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e
+                .code()
+                .is_some_and(|c| c.to_string() == "ebmc::spec::split_flow_item")),
+            "{errs:?}"
+        );
     }
 
     #[test]
