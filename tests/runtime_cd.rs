@@ -145,11 +145,11 @@ fn energy_gap(exec: &Executor, params: &Params, seed: u64) -> (f64, f64) {
     (mean(&x), mean(&noise))
 }
 
-/// The issue asks that posterior-mean features beat raw pixels at 10 labels per class by a clear
-/// margin. On the 8×8 digits they do not (docs/results.md, "Conjugate EBMs": an untrained network's
-/// features score 0.85 against 0.875 for raw pixels, and 2,000 iterations do not change that), so
-/// this test asserts what holds: seconds of training separate digits from noise in energy, and the
-/// posterior-mean features stay within a few points of raw pixels, far above chance (0.1).
+/// On the 8×8 digits raw pixels are a strong few-label baseline (0.875 at 10 labels per class) and
+/// seconds of training do not beat it (docs/results.md, "Conjugate EBMs"); MNIST's 28×28 digits are
+/// where the features pay (`a_gmm_cebm_trained_for_seconds_on_mnist_beats_raw_pixels_at_10_labels`).
+/// Here: seconds of training separate digits from noise in energy, and the posterior-mean features
+/// stay within a few points of raw pixels, far above chance (0.1).
 #[test]
 fn seconds_of_training_separate_digits_from_noise_and_give_usable_features() {
     let mut sets = TINY.to_vec();
@@ -186,6 +186,37 @@ fn seconds_of_training_separate_digits_from_noise_and_give_usable_features() {
         "E(noise) − E(digits): {} before training, {} after",
         noise0 - data0,
         noise1 - data1
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The few-label criterion of paper 003 on real MNIST digits: a GMM-CEBM trained for 40 iterations
+/// (batches of 50, 20 SGLD steps; about a minute on one core) gives posterior-mean features that beat
+/// raw pixels at 10 labels per class by a clear margin, over 5 seeded labelled draws scored on the
+/// 10,000 test digits. Untrained, the same network's features tie raw pixels (0.730 each), so the
+/// margin is what training added. Seeds 0/1/2 of this run measured 0.800/0.777/0.769 against 0.730.
+#[test]
+fn a_gmm_cebm_trained_for_seconds_on_mnist_beats_raw_pixels_at_10_labels() {
+    let source = spec_with(
+        "specs/cebm_gmm.yaml",
+        &[
+            "data.train=mnist",
+            "learn.iterations=40",
+            "learn.batch=50",
+            "learn.sampler=sgld(steps = 20, step_size = 2.0, noise = 7.5e-3, buffer = 500, reinit = 0.05)",
+            "learn.optimizers.default=adam(lr = 1e-3)",
+            "evaluate=['few_label(shots = [10], repeats = 5)']",
+        ],
+    );
+    let out = temp_dir("cd-mnist-few-label");
+    let outcome = must_run(&source, &options(&out));
+    let (few, raw) = (
+        metric(&outcome.eval, "few_label_10_mean"),
+        metric(&outcome.eval, "raw_pixels_10_mean"),
+    );
+    assert!(
+        few > raw + 0.03,
+        "10 labels per class: features {few}, raw pixels {raw}"
     );
     let _ = std::fs::remove_dir_all(&out);
 }

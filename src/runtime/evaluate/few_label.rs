@@ -18,7 +18,8 @@
 //! silently (it returned the zero model, 10 % accuracy, or stopped at 0.89 training accuracy on
 //! the digits); scaling the objective by 1/n (same minimiser) makes the first step O(1).
 
-use super::generation::{batches, tensor};
+use super::EVAL_BATCH;
+use super::generation::tensor;
 use crate::runtime::data::{self, Dataset};
 use crate::runtime::error::{Context, Result, RuntimeError};
 use crate::runtime::exec::ParamMode;
@@ -231,20 +232,25 @@ fn standardise(x: &[f32], dim: usize, mean: &[f64], scale: &[f64]) -> Result<Arr
     })
 }
 
-/// The posterior-mean features of every example of `d` (see the module doc).
-pub fn posterior_features(s: &Session, d: &Dataset) -> Result<Features> {
-    let mut values = Vec::with_capacity(d.len() * 128);
+/// The posterior-mean features of the examples `rows` of `d`, laid out as rows of all of `d`: the
+/// rows not asked for stay zero and are never read (few-label fits read only their subsets, so a
+/// 10-shot evaluation on MNIST encodes 100s of training images, not 60,000).
+pub fn posterior_features(s: &Session, d: &Dataset, rows: &[usize]) -> Result<Features> {
+    let mut values = Vec::new();
     let mut dim = 0;
-    for idx in batches(d) {
-        let x = tensor(s, d, &idx)?;
+    for idx in rows.chunks(EVAL_BATCH) {
+        let x = tensor(s, d, idx)?;
         let mean = posterior_mean(s, &x)?;
         dim = mean.dim(1).ctx("features")?;
-        values.extend(
-            mean.to_dtype(DType::F32)
-                .and_then(|m| m.flatten_all())
-                .and_then(|m| m.to_vec1::<f32>())
-                .ctx("features")?,
-        );
+        let batch = mean
+            .to_dtype(DType::F32)
+            .and_then(|m| m.flatten_all())
+            .and_then(|m| m.to_vec1::<f32>())
+            .ctx("features")?;
+        values.resize(d.len() * dim, 0.0);
+        for (&i, row) in idx.iter().zip(batch.chunks(dim)) {
+            values[i * dim..(i + 1) * dim].copy_from_slice(row);
+        }
     }
     Ok(Features { values, dim })
 }
@@ -282,32 +288,39 @@ fn argmax_component(mean: &Tensor, resp: &Tensor) -> Result<Tensor> {
         .ctx("arg-max component of the mixture posterior")
 }
 
-/// Accuracies of one feature set over the repeats of one shot count.
+/// The labelled training subsets of one shot count: `repeats` seeded draws of k per class, or the
+/// whole training set once for `all` (it has nothing random).
+fn subsets(train: &Dataset, shots: Option<usize>, repeats: usize) -> Result<Vec<Vec<usize>>> {
+    let Some(k) = shots else {
+        return Ok(vec![(0..train.len()).collect()]);
+    };
+    (0..repeats as u64)
+        .map(|r| {
+            data::labelled_subset(train, k, r).map_err(|e| RuntimeError::Unsupported {
+                what: format!("few_label with {k} shots: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// Test accuracies of one feature set, one per labelled subset.
 fn accuracies(
     f: &Features,
     test_f: &Features,
     train: &Dataset,
     test: &Dataset,
-    shots: Option<usize>,
-    repeats: usize,
+    subsets: &[Vec<usize>],
 ) -> Result<Vec<f64>> {
     let train_y = labels(train)?;
     let test_y = labels(test)?;
-    let mut out = Vec::new();
-    for r in 0..if shots.is_some() { repeats } else { 1 } {
-        let idx = match shots {
-            Some(k) => data::labelled_subset(train, k, r as u64).map_err(|e| {
-                RuntimeError::Unsupported {
-                    what: format!("few_label with {k} shots: {e}"),
-                }
-            })?,
-            None => (0..train.len()).collect(),
-        };
-        let y: Vec<u32> = idx.iter().map(|&i| train_y[i]).collect();
-        let clf = Classifier::fit(&f.rows(&idx), f.dim, &y)?;
-        out.push(clf.accuracy(&test_f.values, test_f.dim, test_y)?);
-    }
-    Ok(out)
+    subsets
+        .iter()
+        .map(|idx| {
+            let y: Vec<u32> = idx.iter().map(|&i| train_y[i]).collect();
+            let clf = Classifier::fit(&f.rows(idx), f.dim, &y)?;
+            clf.accuracy(&test_f.values, test_f.dim, test_y)
+        })
+        .collect()
 }
 
 fn labels(d: &Dataset) -> Result<&[u32]> {
@@ -336,16 +349,27 @@ pub fn few_label(
     shots: &[Option<usize>],
     repeats: usize,
 ) -> Result<Vec<(String, f64)>> {
-    let (feat, test_feat) = (posterior_features(s, train)?, posterior_features(s, test)?);
+    let draws = shots
+        .iter()
+        .map(|&k| subsets(train, k, repeats))
+        .collect::<Result<Vec<_>>>()?;
+    let mut needed: Vec<usize> = draws.iter().flatten().flatten().copied().collect();
+    needed.sort_unstable();
+    needed.dedup();
+    let all_test: Vec<usize> = (0..test.len()).collect();
+    let (feat, test_feat) = (
+        posterior_features(s, train, &needed)?,
+        posterior_features(s, test, &all_test)?,
+    );
     let (pix, test_pix) = (Features::of_pixels(train), Features::of_pixels(test));
     let mut out = Vec::new();
-    for &k in shots {
+    for (&k, subsets) in shots.iter().zip(&draws) {
         let name = k.map_or("all".to_string(), |k| k.to_string());
         for (prefix, f, tf) in [
             ("few_label", &feat, &test_feat),
             ("raw_pixels", &pix, &test_pix),
         ] {
-            let (m, sd) = mean_sd(&accuracies(f, tf, train, test, k, repeats)?);
+            let (m, sd) = mean_sd(&accuracies(f, tf, train, test, subsets)?);
             out.push((format!("{prefix}_{name}_mean"), m));
             out.push((format!("{prefix}_{name}_sd"), sd));
         }
