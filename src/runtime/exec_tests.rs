@@ -931,14 +931,7 @@ fn swish_and_sigmoid_in_one_pass_are_candles_bits() {
         let (sw, sg) = swish_and_sigmoid(&x)
             .unwrap()
             .expect("CPU f32/f64 take the host pass");
-        let bits = |t: &Tensor| -> Vec<u64> {
-            let t = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
-            t.to_vec1::<f64>()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect()
-        };
+        let bits = crate::runtime::bit_pattern;
         assert_eq!(bits(&sw), bits(&x.silu().unwrap()), "{dtype:?} swish");
         let want = candle_nn::ops::sigmoid(&x).unwrap();
         assert_eq!(bits(&sg), bits(&want), "{dtype:?} sigmoid");

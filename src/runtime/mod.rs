@@ -16,3 +16,18 @@ pub mod rng;
 pub mod rundir;
 pub mod sampler;
 pub mod train;
+
+/// The bit patterns of a tensor's values (as f64), for tests that compare two computations bit for bit.
+#[cfg(test)]
+pub(crate) fn bit_pattern(t: &candle_core::Tensor) -> Vec<u64> {
+    let t = t
+        .flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap();
+    t.to_vec1::<f64>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}

@@ -125,14 +125,7 @@ mod tests {
             let fused = update(&z, &g, 0.005, 0.1, &mut a).unwrap();
             let ops = by_ops(&z, &g, 0.005, 0.1, &mut b);
             assert_eq!(a, b, "both draw the same number of values");
-            let bits = |t: &Tensor| -> Vec<u64> {
-                let t = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
-                t.to_vec1::<f64>()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.to_bits())
-                    .collect()
-            };
+            let bits = crate::runtime::bit_pattern;
             assert_eq!(bits(&fused), bits(&ops), "{dtype:?}");
             assert_eq!(fused.dims(), &[7, 3]);
         }
