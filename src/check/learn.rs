@@ -110,12 +110,15 @@ fn algorithm(cx: &mut Checker, l: &LearnSection) -> Option<Algorithm> {
 fn count(cx: &mut Checker, v: Option<&Spanned<i64>>, what: &str, default: usize) -> usize {
     match v {
         Some(s) if s.value < 1 => {
+            let key = what.trim_matches('`').rsplit('.').next().unwrap_or(what);
             cx.error(CheckError::InvalidValue {
                 what: what.into(),
                 expected: "an integer ≥ 1".into(),
                 span: s.span,
                 found: s.value.to_string(),
-                help: None,
+                help: Some(format!(
+                    "a count of at least 1, e.g. `{key}: {default}` (the default when left out)"
+                )),
             });
             default
         }
@@ -530,7 +533,10 @@ pub(crate) fn check_evaluations(
                         expected: "a digit class from 0 to 9".into(),
                         span: b.span_of("heldout"),
                         found: heldout.to_string(),
-                        help: None,
+                        help: Some(
+                            "the built-in data sets have ten classes, 0 to 9: hold out one of them, e.g. `heldout = 0`"
+                                .into(),
+                        ),
                     });
                 }
                 if model.likelihood.is_none() {
