@@ -170,6 +170,7 @@ fn check_observed(
                 name: v.name.clone(),
                 reason: "its shape can only be left out for a built-in data set".into(),
                 span: v.span,
+                label: "no dimensions".into(),
                 help: Some("data read from files have no shape before the run: write the dimensions, e.g. `image[1, 28, 28]`".into()),
             });
             cx.broken(&v.name);

@@ -59,18 +59,25 @@ fn check_variable(cx: &mut Checker, entry: &Entry<Text>, decl: &ast::VarDecl) ->
     let ty = resolve_type(cx, &decl.ty)?;
     let observed = decl.observed.is_some();
     let shape = check_dims(cx, &decl.ty, ty, &name, observed)?;
-    let invalid = |reason: &str, span: Span, help: &str| CheckError::InvalidDeclaration {
-        name: name.clone(),
-        reason: reason.into(),
-        span,
-        help: Some(help.into()),
-    };
+    let invalid =
+        |reason: &str, span: Span, label: &str, help: &str| CheckError::InvalidDeclaration {
+            name: name.clone(),
+            reason: reason.into(),
+            span,
+            label: label.into(),
+            help: Some(help.into()),
+        };
     let range = match &decl.range {
         None => None,
         Some(r) if !observed || ty == VarType::Onehot => {
             cx.error(invalid(
                 "only observed continuous variables have a data range",
                 r.span,
+                if observed {
+                    "a data range on a onehot variable"
+                } else {
+                    "a data range on a latent variable"
+                },
                 "remove `in [...]`; it says what range the data are scaled to",
             ));
             None
@@ -81,6 +88,7 @@ fn check_variable(cx: &mut Checker, entry: &Entry<Text>, decl: &ast::VarDecl) ->
                 cx.error(invalid(
                     "the data range must be two constants with LO < HI",
                     r.span,
+                    "not two constants with LO < HI",
                     "e.g. `in [-1, 1]` or `in [0, 1]`",
                 ));
                 None
@@ -92,6 +100,7 @@ fn check_variable(cx: &mut Checker, entry: &Entry<Text>, decl: &ast::VarDecl) ->
             cx.error(invalid(
                 "an observed variable has no reference density",
                 r.span,
+                "a reference density on observed data",
                 "remove `~ ...`; its values come from the data",
             ));
             None
@@ -100,6 +109,7 @@ fn check_variable(cx: &mut Checker, entry: &Entry<Text>, decl: &ast::VarDecl) ->
             cx.error(invalid(
                 "a onehot latent is uniform over its values",
                 r.span,
+                "a reference density on a onehot latent",
                 "remove `~ ...`, or express a non-uniform prior with `log categorical(y | p)` in the model",
             ));
             None
@@ -208,6 +218,7 @@ fn check_parameter(cx: &mut Checker, entry: &Entry<Text>, vars: &[Variable]) -> 
             name: entry.key.value.clone(),
             reason: "a parameter is a `real` tensor".into(),
             span: decl.ty.name.span,
+            label: format!("`{}`, not `real`", decl.ty.name.name),
             help: Some("write e.g. `real[10, 128] = normal(0, 1)`".into()),
         });
         return None;
@@ -305,27 +316,36 @@ fn check_dims(
     for d in &ty.dims {
         dims.push(cx.ok(const_usize(d, "a dimension", 1))?);
     }
-    let invalid = |reason: &str, help: &str| CheckError::InvalidDeclaration {
+    let found = match dims.len() {
+        1 => "1 dimension".to_string(),
+        n => format!("{n} dimensions"),
+    };
+    let invalid = |reason: &str, label: &str, help: &str| CheckError::InvalidDeclaration {
         name: name.to_string(),
         reason: reason.into(),
         span: ty.span,
+        label: label.into(),
         help: Some(help.into()),
     };
     let err = match vt {
         VarType::Real if dims.is_empty() => Some(invalid(
             "`real` needs at least one dimension",
+            "no dimensions",
             "e.g. `real[16]`",
         )),
         VarType::Image if dims.len() != 3 => Some(invalid(
             "`image` has three dimensions: channels, height, width",
+            &found,
             "e.g. `image[1, 28, 28]`",
         )),
         VarType::Onehot if dims.len() != 1 => Some(invalid(
             "`onehot` has one dimension: the number of values",
+            &found,
             "e.g. `onehot[10]`",
         )),
         VarType::Onehot if dims[0] < 2 => Some(invalid(
             "a onehot variable needs at least 2 values",
+            "only 1 value",
             "e.g. `onehot[10]`",
         )),
         _ => None,

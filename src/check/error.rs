@@ -3,8 +3,13 @@
 
 use crate::source::Span;
 use crate::syntax::SyntaxError;
-use miette::Diagnostic;
+use miette::{Diagnostic, LabeledSpan};
 use thiserror::Error;
+
+/// A secondary label: the other side of a disagreement (a declaration, a definition).
+pub(crate) fn related(span: Span, text: impl Into<String>) -> LabeledSpan {
+    LabeledSpan::new_with_span(Some(text.into()), span)
+}
 
 #[derive(Clone, Debug, Error, Diagnostic, PartialEq)]
 pub enum CheckError {
@@ -78,6 +83,9 @@ pub enum CheckError {
         found: String,
         #[label("shape {found}")]
         span: Span,
+        /// Where the expected shape comes from (e.g. a network's input declaration).
+        #[label(collection)]
+        related: Vec<LabeledSpan>,
         #[help]
         help: Option<String>,
     },
@@ -202,8 +210,10 @@ pub enum CheckError {
     InvalidDeclaration {
         name: String,
         reason: String,
-        #[label("here")]
+        #[label("{label}")]
         span: Span,
+        /// What is wrong at `span`, in a few words.
+        label: String,
         #[help]
         help: Option<String>,
     },
@@ -223,8 +233,13 @@ pub enum CheckError {
     InvalidNetwork {
         name: String,
         reason: String,
-        #[label("here")]
+        #[label("{label}")]
         span: Span,
+        /// What is wrong at `span`, in a few words.
+        label: String,
+        /// The other side of the disagreement (e.g. the input variable's declaration).
+        #[label(collection)]
+        related: Vec<LabeledSpan>,
         #[help]
         help: Option<String>,
     },

@@ -3,6 +3,7 @@
 
 use super::calls::const_number;
 use super::decls::RESERVED;
+use super::error::related;
 use super::networks::shape_text;
 use super::{
     CheckError, Checker, Dist, IndexBy, MapFn, Model, ReduceOp, ReduceOver, Scope, Shape, TExpr,
@@ -79,6 +80,7 @@ impl Typer<'_, '_> {
             expected: "one number per example [B]".into(),
             found: te.shape.to_string(),
             span: te.span,
+            related: Vec::new(),
             help: Some(
                 "reduce it, e.g. `sum(...)`, or couple a symbol `y` with `dot(y, ...)`".into(),
             ),
@@ -396,8 +398,15 @@ impl Typer<'_, '_> {
                     expected: shape_text(&net.input_shape),
                     found: a.shape.to_string(),
                     span: a.span,
+                    related: vec![related(
+                        net.input_span,
+                        format!(
+                            "`{name}` is defined over `{input}`, of shape {}",
+                            shape_text(&net.input_shape)
+                        ),
+                    )],
                     help: Some(format!(
-                        "`{name}` is defined over `{input}`, of shape {}",
+                        "pass `{name}` a value of shape {}, like `{input}`",
                         shape_text(&net.input_shape)
                     )),
                 });
@@ -533,6 +542,7 @@ impl Typer<'_, '_> {
                         expected: "a vector".into(),
                         found: a.shape.to_string(),
                         span: a.span,
+                        related: Vec::new(),
                         help: None,
                     });
                     return None;
@@ -730,6 +740,7 @@ impl Typer<'_, '_> {
                 expected: "at least one axis".into(),
                 found: b.shape.to_string(),
                 span: b.span,
+                related: Vec::new(),
                 help: None,
             });
             return None;

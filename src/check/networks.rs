@@ -2,6 +2,7 @@
 
 use super::calls::{const_number, const_usize, show};
 use super::decls::RESERVED;
+use super::error::related;
 use super::{
     Activation, CheckError, Checker, Head, HeadFamily, Layer, Network, Scope, VarId, VarType,
 };
@@ -68,6 +69,8 @@ struct NetBuilder<'a, 'c> {
     layers: Vec<Layer>,
     shape: Vec<usize>,
     input: Option<(VarId, Vec<usize>)>,
+    /// The input variable's name in the definition.
+    input_span: Span,
     head: Option<Head>,
 }
 
@@ -80,16 +83,45 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             layers: Vec::new(),
             shape: Vec::new(),
             input: None,
+            input_span: Span::point(0),
             head: None,
         }
     }
 
-    fn invalid(&self, reason: impl Into<String>, span: Span, help: Option<String>) -> CheckError {
+    /// `reason` goes in the message, `label` (a few words on what is wrong) at `span`.
+    fn invalid(
+        &self,
+        reason: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+        help: Option<String>,
+    ) -> CheckError {
         CheckError::InvalidNetwork {
             name: self.entry.key.value.clone(),
             reason: reason.into(),
             span,
+            label: label.into(),
+            related: Vec::new(),
             help,
+        }
+    }
+
+    /// When the current shape is still the input variable's (no layer yet), its declaration is
+    /// the other side of a shape complaint.
+    fn input_declaration(&self) -> Vec<miette::LabeledSpan> {
+        match &self.input {
+            Some((id, _)) if self.layers.is_empty() => {
+                let v = &self.scope.variables[id.0];
+                vec![related(
+                    v.span,
+                    format!(
+                        "`{}` has shape {}, declared here",
+                        v.name,
+                        shape_text(&v.shape)
+                    ),
+                )]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -99,6 +131,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
                 let e = self.invalid(
                     "nothing can follow a distribution head",
                     stage.span,
+                    "a stage after the head",
                     Some("make the encoder the last stage".into()),
                 );
                 self.cx.error(e);
@@ -125,6 +158,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             head: self.head,
             span: def.span,
             name_span: self.entry.key.span,
+            input_span: self.input_span,
         })
     }
 
@@ -134,6 +168,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 "the first stage must name its input variable",
                 stage.span,
+                "no input variable",
                 Some(format!("e.g. `{}(z -> 200 -> 1)`", stage.name.name)),
             );
             self.cx.error(e);
@@ -143,6 +178,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 "the first link of the chain must be the input variable",
                 first.span,
+                "not a variable name",
                 Some(format!("e.g. `{}(z -> 200 -> 1)`", stage.name.name)),
             );
             self.cx.error(e);
@@ -176,6 +212,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             return None;
         }
         self.input = Some((id, var.shape.clone()));
+        self.input_span = n.span;
         self.shape = var.shape.clone();
         Some(&stage.chain[1..])
     }
@@ -188,6 +225,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 format!("only the first stage names an input; this stage receives the output of the previous one ({})", shape_text(&self.shape)),
                 first.span,
+                "a second input",
                 Some(format!("remove `{} ->`", n.name)),
             );
             self.cx.error(e);
@@ -244,6 +282,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 format!("`{}` takes no layer sizes", stage.name.name),
                 item.span,
+                "a layer size",
                 None,
             );
             self.cx.error(e);
@@ -292,6 +331,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 format!("{what} has no spatial size"),
                 at.span,
+                format!("`@...` on {what}"),
                 Some("remove `@...`; sizes belong to `conv`/`deconv`".into()),
             );
             self.cx.error(e);
@@ -316,6 +356,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 format!("`{}` needs at least one width", stage.name.name),
                 stage.span,
+                "no layer width",
                 Some("e.g. `mlp(z -> 200 -> 1)`".into()),
             );
             self.cx.error(e);
@@ -335,6 +376,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
                         let e = self.invalid(
                             "an output shape needs at least one dimension",
                             item.span,
+                            "an empty shape",
                             Some("e.g. `linear([2, 128])`".into()),
                         );
                         self.cx.error(e);
@@ -376,6 +418,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 "an encoder ends with a distribution head",
                 stage.span,
+                "no distribution head",
                 Some("e.g. `encoder(x -> 512 -> normal(z))`".into()),
             );
             self.cx.error(e);
@@ -412,7 +455,12 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
                 .to_string(),
         );
         let ast::ExprKind::Call(c) = &item.value.kind else {
-            let e = self.invalid("an encoder ends with a distribution head", item.span, help);
+            let e = self.invalid(
+                "an encoder ends with a distribution head",
+                item.span,
+                "not a distribution head",
+                help,
+            );
             self.cx.error(e);
             return None;
         };
@@ -428,13 +476,23 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
         let arg = match c.args.as_slice() {
             [a] if a.name.is_none() => &a.value,
             _ => {
-                let e = self.invalid("the head names the one latent it infers", c.span, help);
+                let e = self.invalid(
+                    "the head names the one latent it infers",
+                    c.span,
+                    "not one latent",
+                    help,
+                );
                 self.cx.error(e);
                 return None;
             }
         };
         let ast::ExprKind::Name(n) = &arg.kind else {
-            let e = self.invalid("the head names the one latent it infers", arg.span, help);
+            let e = self.invalid(
+                "the head names the one latent it infers",
+                arg.span,
+                "not a variable name",
+                help,
+            );
             self.cx.error(e);
             return None;
         };
@@ -448,6 +506,14 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
                         v.kind_name()
                     ),
                     n.span,
+                    format!(
+                        "{} variable",
+                        if v.observed {
+                            "an observed"
+                        } else {
+                            "a discrete"
+                        }
+                    ),
                     None,
                 );
                 self.cx.error(e);
@@ -474,14 +540,18 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
         self.options(stage, &["kernel", "stride", "padding", "act"])?;
         let act = self.act_option(stage, "act", Activation::LeakyRelu(0.2))?;
         if self.shape.len() != 3 {
-            let e = self.invalid(
+            let mut e = self.invalid(
                 format!(
                     "`conv` needs an image input [C, H, W], found {}",
                     shape_text(&self.shape)
                 ),
                 stage.name.span,
+                format!("input of shape {}", shape_text(&self.shape)),
                 Some("declare the input as `image[C, H, W]`".into()),
             );
+            if let CheckError::InvalidNetwork { related, .. } = &mut e {
+                *related = self.input_declaration();
+            }
             self.cx.error(e);
             return None;
         }
@@ -489,6 +559,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 "`conv` needs at least one layer",
                 stage.span,
+                "no layer",
                 Some("e.g. `conv(x -> 32 -> 64@14)`".into()),
             );
             self.cx.error(e);
@@ -512,6 +583,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
                         chain.len()
                     ),
                     arg.value.span,
+                    format!("{} values", values.len()),
                     Some("give one value, or one per layer".into()),
                 );
                 b.cx.error(e);
@@ -548,6 +620,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
                         size.0, size.1
                     ),
                     item.span,
+                    format!("kernel {k} does not fit"),
                     None,
                 );
                 self.cx.error(e);
@@ -559,6 +632,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
                 let e = self.invalid(
                     format!("this layer maps size {}×{} to {h}×{w} (kernel {k}, stride {s}, padding {p}), not {t}", size.0, size.1),
                     item.span,
+                    format!("gives {h}×{w}, not {t}×{t}"),
                     Some("`C@S` with S half the input size halves it (kernel 4, stride 2), `C` keeps it, or set `kernel`, `stride`, `padding`".into()),
                 );
                 self.cx.error(e);
@@ -585,6 +659,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             let e = self.invalid(
                 "`deconv` needs at least one layer",
                 stage.span,
+                "no layer",
                 Some("e.g. `deconv(z -> 64@7 -> 1@28)`".into()),
             );
             self.cx.error(e);
@@ -599,14 +674,18 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
             }
             3 if self.shape[1] == self.shape[2] => {}
             _ => {
-                let e = self.invalid(
+                let mut e = self.invalid(
                     format!(
                         "`deconv` needs a vector or a square image input, found {}",
                         shape_text(&self.shape)
                     ),
                     stage.name.span,
+                    format!("input of shape {}", shape_text(&self.shape)),
                     None,
                 );
+                if let CheckError::InvalidNetwork { related, .. } = &mut e {
+                    *related = self.input_declaration();
+                }
                 self.cx.error(e);
                 return None;
             }
@@ -617,6 +696,7 @@ impl<'a, 'c> NetBuilder<'a, 'c> {
                 let e = self.invalid(
                     "each `deconv` layer states its output size as `CHANNELS@SIZE`",
                     item.span,
+                    "no `@SIZE`",
                     Some(format!(
                         "e.g. `{}@{}`",
                         show(&item.value),

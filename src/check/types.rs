@@ -272,6 +272,8 @@ pub struct Network {
     pub head: Option<Head>,
     pub span: Span,
     pub name_span: Span,
+    /// The input variable's name in the definition (`z` in `mlp(z -> 64 -> 1)`).
+    pub input_span: Span,
 }
 
 impl Network {
