@@ -330,15 +330,23 @@ pub fn reference_markdown() -> String {
          every character of those back to the file, so a diagnostic underlines the exact token. Quoted \
          (`'…'`, `\"…\"`), folded (`>`) and plain scalars that span several lines are accepted, but a \
          diagnostic inside one underlines the whole scalar.\n\
-         - **Commas inside `[...]` lists.** In a flow list (`evaluate: [samples(64), reconstruction_mse]`) \
+         - **Commas inside `[...]` lists and `{...}` mappings.** In a flow list \
+         (`evaluate: [samples(64), reconstruction_mse]`) or a flow mapping (`optimizers: {f: sgd(lr = 1e-3)}`) \
          YAML splits items at *every* comma and does not allow `[`, `]`, `{`, `}` inside an unquoted item, \
-         even between parentheses. An item with arguments separated by commas must use the block form, one \
-         item per line, or be quoted; ebmc reports a split item as `ebmc::spec::split_flow_item`:\n\n\
+         even between parentheses. An expression with commas (a call with several arguments, a tuple, a \
+         list) must be a block list item, a block mapping value (one key per line) or a block scalar, or be \
+         quoted inside the flow collection; ebmc reports a split item as `ebmc::spec::split_flow_item`, \
+         once, and does not report the pieces again:\n\n\
          \x20 ```yaml\n\
          \x20 evaluate:\n\
          \x20   - samples(64)\n\
          \x20   - few_label(shots = [1, 10], repeats = 10)\n\
          \x20   - 'few_label(shots = [1, 10], repeats = 10)'   # or quoted\n\
+         \x20 learn:\n\
+         \x20   optimizers:                                   # not {f: adam(lr = 1e-4, betas = (0.5, 0.999)), ...}\n\
+         \x20     f: adam(lr = 1e-4, betas = (0.5, 0.999))\n\
+         \x20     g: adam(lr = 2e-4)\n\
+         \x20   # or quoted: optimizers: {f: 'adam(lr = 1e-4, betas = (0.5, 0.999))', g: 'adam(lr = 2e-4)'}\n\
          \x20 ```\n\n\
          - **`: ` inside a value** starts a YAML mapping: write named arguments with `=` \
          (`langevin(steps = 60)`), or quote the value.\n\

@@ -738,11 +738,46 @@ fn flow_items_split_at_commas_are_detected() {
         "{}",
         help(&e[0])
     );
-    // in a flow mapping
-    let e = errs("ebmc: 1\nlearn:\n  optimizers: {f: adam(lr = 1, betas = (0.5, 0.9))}\n");
-    assert!(
-        codes(&e).contains(&"ebmc::spec::split_flow_item".to_string()),
+    // in a flow mapping: each split value once, none of the pieces as a key (`betas = (0.5`,
+    // `0.9))`: invalid names, duplicates the second time), and a help for a mapping
+    let text = "ebmc: 1\nlearn:\n  optimizers: {f: adam(lr = 1, betas = (0.5, 0.9)), g: adam(lr = 2, betas = (0.5, 0.9))}\n";
+    let e = errs(text);
+    assert_eq!(
+        codes(&e),
+        ["ebmc::spec::split_flow_item", "ebmc::spec::split_flow_item"],
         "{e:#?}"
+    );
+    assert_eq!(at(text, e[0].span()), "adam(lr = 1, betas = (0.5, 0.9))");
+    assert_eq!(at(text, e[1].span()), "adam(lr = 2, betas = (0.5, 0.9))");
+    assert!(
+        help(&e[0]).contains("`{...}` mapping")
+            && help(&e[0]).contains("one key per line (`f: adam(lr = 1, betas = (0.5, 0.9))`)")
+            && help(&e[0]).contains("(`f: 'adam(lr = 1, betas = (0.5, 0.9))'`)"),
+        "{}",
+        help(&e[0])
+    );
+    assert!(help(&e[1]).contains("`g: adam(lr = 2"), "{}", help(&e[1]));
+    // `[` inside the parentheses of a mapping's value: YAML itself fails
+    let e = errs("ebmc: 1\nlearn:\n  optimizers: {f: adam(lr = 1, betas = [0.5, 0.9])}\n");
+    assert_eq!(codes(&e), ["ebmc::spec::split_flow_item"]);
+    assert!(help(&e[0]).contains("`{...}` mapping"), "{}", help(&e[0]));
+    // a real duplicate in a flow mapping is still one
+    let text =
+        "ebmc: 1\nlearn:\n  optimizers: {f: adam(lr = 1, betas = (0.5, 0.9)), f: sgd(lr = 1)}\n";
+    let e = errs(text);
+    assert_eq!(
+        codes(&e),
+        ["ebmc::spec::split_flow_item", "ebmc::spec::duplicate_key"]
+    );
+    assert_eq!(
+        e[1].span(),
+        Span::new(text.rfind("f:").unwrap(), text.rfind("f:").unwrap() + 1)
+    );
+    // quoted, a flow mapping's value keeps its commas
+    let doc = ok("ebmc: 1\nlearn:\n  optimizers: {f: 'adam(lr = 1, betas = (0.5, 0.9))'}\n");
+    assert_eq!(
+        doc.learn.optimizers.entries[0].value.value,
+        "adam(lr = 1, betas = (0.5, 0.9))"
     );
     // the block form and quotes work
     let doc =

@@ -264,12 +264,12 @@ impl<'a> Builder<'a> {
                     });
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
-                    let Some(frame) = self.stack.pop() else {
+                    let Some(mut frame) = self.stack.pop() else {
                         continue;
                     };
                     let flow = frame.is_flow();
                     if flow {
-                        self.check_split(&frame.children());
+                        self.check_split(&mut frame);
                     }
                     let node = match frame {
                         Frame::Map {
@@ -325,9 +325,16 @@ impl<'a> Builder<'a> {
             }
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map {
-                entries, key, seen, ..
+                entries,
+                key,
+                seen,
+                flow,
+                ..
             }) => match key.take() {
                 None => *key = Some(node),
+                // A flow mapping's duplicates are found when it closes, once the pieces of items
+                // YAML split at commas are set aside (`{f: adam(lr = 1, betas = (0.5, 0.9))}`).
+                Some(k) if *flow => entries.push((k, node)),
                 Some(k) => {
                     if let Some(s) = k.scalar() {
                         if let Some(&first) = seen.get(&s.value) {
@@ -632,47 +639,104 @@ impl<'a> Builder<'a> {
             .max(start);
         Some(SpecError::SplitFlowItem {
             span: Span::new(start, end),
-            help: split_help(item),
+            help: split_help(item, flow_context(frame, start)),
         })
     }
 
-    /// In a finished `[...]`/`{...}`: plain items whose `(` is closed only in a later item.
-    fn check_split(&mut self, children: &[&Node]) {
-        let mut depth = 0i64;
-        let mut group: Option<(usize, usize)> = None; // (start, items in the group)
-        for n in children {
-            let d = match n.scalar() {
-                Some(s) if s.style == Style::Plain => paren_balance(&s.value),
-                _ => 0,
-            };
-            if let Some((start, count)) = group.as_mut() {
-                *count += 1;
-                depth += d;
-                if depth <= 0 {
-                    let span = Span::new(*start, n.span.end.max(*start));
-                    let item = self.text.get(span.start..span.end);
-                    self.errors.push(SpecError::SplitFlowItem {
-                        span,
-                        help: split_help(item),
-                    });
-                    group = None;
-                    depth = 0;
-                }
-            } else if d > 0 {
-                group = Some((n.span.start, 1));
-                depth = d;
-            }
-        }
-        // An item that never closes its `(` alone is an expression error for the checker to report.
-        if let (Some((start, count)), Some(last)) = (group, children.last())
-            && count > 1
-        {
-            let span = Span::new(start, last.span.end.max(start));
+    /// In a finished `[...]`/`{...}`: plain items whose `(` is closed only in a later item. In a
+    /// mapping, the keys YAML made of the pieces (`betas = (0.5`, `0.999))`) are dropped, so that they
+    /// are not reported again as invalid names or duplicate keys; then duplicates are looked for.
+    fn check_split(&mut self, frame: &mut Frame) {
+        let groups = split_groups(&frame.children());
+        for &(start, end) in &groups {
+            let span = Span::new(start, end.max(start));
             let item = self.text.get(span.start..span.end);
             self.errors.push(SpecError::SplitFlowItem {
                 span,
-                help: split_help(item),
+                help: split_help(item, flow_context(frame, start)),
             });
+        }
+        let Frame::Map { entries, seen, .. } = frame else {
+            return;
+        };
+        let piece = |k: &Node| {
+            groups
+                .iter()
+                .any(|&(start, end)| k.span.start > start && k.span.start < end)
+        };
+        let mut kept = Vec::with_capacity(entries.len());
+        for (k, v) in std::mem::take(entries) {
+            if piece(&k) {
+                continue;
+            }
+            if let Some(s) = k.scalar() {
+                if let Some(&first) = seen.get(&s.value) {
+                    self.errors.push(SpecError::DuplicateKey {
+                        key: s.value.clone(),
+                        first,
+                        second: k.span,
+                    });
+                    continue;
+                }
+                seen.insert(s.value.clone(), k.span);
+            }
+            kept.push((k, v));
+        }
+        *entries = kept;
+    }
+}
+
+/// The spans (start, end) of the items YAML split at commas among a flow collection's children:
+/// a plain item whose `(` is closed only in a later item, up to that item. An item that never
+/// closes its `(` alone is an expression error for the checker to report.
+fn split_groups(children: &[&Node]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut depth = 0i64;
+    let mut group: Option<(usize, usize)> = None; // (start, items in the group)
+    for n in children {
+        let d = match n.scalar() {
+            Some(s) if s.style == Style::Plain => paren_balance(&s.value),
+            _ => 0,
+        };
+        if let Some((start, count)) = group.as_mut() {
+            *count += 1;
+            depth += d;
+            if depth <= 0 {
+                out.push((*start, n.span.end));
+                group = None;
+                depth = 0;
+            }
+        } else if d > 0 {
+            group = Some((n.span.start, 1));
+            depth = d;
+        }
+    }
+    if let (Some((start, count)), Some(last)) = (group, children.last())
+        && count > 1
+    {
+        out.push((start, last.span.end));
+    }
+    out
+}
+
+/// Where a split item sits, for the help: a `[...]` item, or a `{...}` mapping's value (of `key`).
+#[derive(Clone, Copy)]
+enum FlowContext<'a> {
+    List,
+    Map { key: Option<&'a str> },
+}
+
+/// The context of the item starting at `start` in a flow collection.
+fn flow_context(frame: &Frame, start: usize) -> FlowContext<'_> {
+    match frame {
+        Frame::Seq { .. } => FlowContext::List,
+        Frame::Map { entries, .. } => {
+            let key = entries
+                .iter()
+                .find(|(_, v)| v.span.start == start)
+                .and_then(|(k, _)| k.scalar())
+                .map(|s| s.value.as_str());
+            FlowContext::Map { key }
         }
     }
 }
@@ -720,15 +784,25 @@ fn balanced_item(text: &str, start: usize) -> Option<&str> {
     None
 }
 
-fn split_help(item: Option<&str>) -> String {
-    let example = match item {
-        Some(i) if !i.contains('\n') && i.len() <= 80 => i.trim().to_string(),
-        _ => "few_label(shots = [1, 10], repeats = 10)".to_string(),
-    };
-    format!(
-        "YAML splits a `[...]` list at every comma, even inside parentheses: write the list one item per line \
-         (`- {example}`), or quote the item"
-    )
+fn split_help(item: Option<&str>, context: FlowContext) -> String {
+    let one_line = item.filter(|i| !i.contains('\n') && i.len() <= 80);
+    match context {
+        FlowContext::List => {
+            let example = one_line.map_or("few_label(shots = [1, 10], repeats = 10)", str::trim);
+            format!(
+                "YAML splits a `[...]` list at every comma, even inside parentheses: write the list one item per line \
+                 (`- {example}`), or quote the item"
+            )
+        }
+        FlowContext::Map { key } => {
+            let example = one_line.map_or("adam(lr = 1e-4, betas = (0.5, 0.999))", str::trim);
+            let key = key.unwrap_or("KEY");
+            format!(
+                "YAML splits a `{{...}}` mapping at every comma, even inside parentheses: write the mapping in block \
+                 form, one key per line (`{key}: {example}`), or quote the value (`{key}: '{example}'`)"
+            )
+        }
+    }
 }
 
 fn tab_error(text: &str, at: usize) -> SpecError {
