@@ -208,12 +208,54 @@ fn amortized_ssl(_p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
 
 /// Paper 003 with the authors' code: noisy data, SGLD from a replay buffer on the marginal energy,
 /// one step on E(data) − E(model) + c·(E(data)² + E(model)²).
+///
+/// SGLD needs an energy of x alone: the closed-form marginal E(x) when the conjugacy pass derived
+/// one, else the energy itself when it reads only x (the rule of `runtime::replay::data_energy`).
+/// An energy of x and a latent without a closed form has neither: the plan says that training is
+/// not supported instead of naming `energy_grad_x`, whose gradient needs a z nothing provides.
 fn contrastive_divergence(p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
     let l = &spec.learn;
+    let observed = spec
+        .variables
+        .iter()
+        .find(|v| v.observed && v.is_continuous())
+        .map(|v| v.name.as_str());
+    let latents: Vec<&str> = p
+        .function("energy")
+        .map(|f| {
+            f.inputs
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| Some(*n) != observed)
+                .collect()
+        })
+        .unwrap_or_default();
     let (energy, grad) = if has(p, "marginal_energy") {
         ("marginal_energy", "marginal_energy_grad")
-    } else {
+    } else if latents.is_empty() {
         ("energy", "energy_grad_x")
+    } else {
+        let list = latents
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return vec![step(
+            format!(
+                "not supported: no marginal energy E(x) = −log ∫ exp(−E(x, {})) {} was derived (the \
+                 energy depends on {list} and has no closed form over it, see the note above), so SGLD \
+                 has no energy of x alone to sample x⁻ with; training this spec with \
+                 contrastive_divergence is not supported",
+                latents.join(", "),
+                latents
+                    .iter()
+                    .map(|n| format!("d{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            &[],
+            vec![],
+        )];
     };
     let mut steps = vec![step(
         format!("draw a minibatch x and add noise N(0, {}²)", l.data_noise),
