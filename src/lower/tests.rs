@@ -432,6 +432,15 @@ mod numeric {
         m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
     }
 
+    /// Agreement to 1e-9, relative (absolute near 0). Both sides are f64: the evaluator's graph and
+    /// the hand formula compute the same sums of a few to 128 terms of size ≲ 100 (a logsumexp over
+    /// ≤ 10 components, −log N over ≤ 128 dimensions) in different orders, so they differ by
+    /// round-off only, about n·ε ≈ 128 · 1.1e-16 ≈ 1e-14 relative (~1e-15 for the few-term
+    /// logsumexps), and differences of such sums (`t[c] − t[0]`) lose at most a factor ~100 to
+    /// cancellation. 1e-9 leaves four orders of magnitude above that, so the test does not flake;
+    /// and it is tight: any lowering mistake the tests look for (a dropped log K ≈ 2.3 or ½ log 2π
+    /// ≈ 0.92 per dimension, a wrong component or sign, f32 instead of f64 at ~1e-7) moves the
+    /// values by far more than 1e-9.
     fn close(a: f64, b: f64, what: &str) {
         assert!(
             (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs())),
