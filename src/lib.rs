@@ -2,7 +2,9 @@
 //!
 //! The pipeline (see `docs/architecture.md`):
 //! `spec` (YAML → SpecDoc) → `check` (expression syntax, names, kinds, shapes, algorithm
-//! requirements → CheckedSpec). This file is the one place that sequences the stages.
+//! requirements → CheckedSpec) → `lower` (→ ir::Program) → `derive` (closed forms, sampler
+//! gradients, plan) → `ir::validate` → `runtime`. This file is the one place that sequences the
+//! compile stages.
 
 pub mod check;
 pub mod cli;
