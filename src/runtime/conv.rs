@@ -25,9 +25,8 @@
 //! No second-order gradients. Only CPU tensors in f32/f64 take this path; other devices (CUDA)
 //! and dtypes keep candle's own convolutions.
 
-use candle_core::{
-    CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Storage, Tensor, WithDType,
-};
+use super::host::{tensor, try_with_slice};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -269,25 +268,6 @@ fn add_into<T: WithDType>(acc: &mut [T], src: &[T]) {
         });
 }
 
-/// Calls `f` on the contiguous data of a CPU tensor.
-fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(s) => {
-            let data = T::cpu_storage_as_slice(s)?;
-            match layout.contiguous_offsets() {
-                Some((a, b)) => f(&data[a..b]),
-                None => candle_core::bail!("conv: expected a contiguous tensor"),
-            }
-        }
-        _ => candle_core::bail!("conv: expected a CPU tensor"),
-    }
-}
-
-fn tensor<T: WithDType>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
-    Tensor::from_vec(v, shape, &Device::Cpu)
-}
-
 fn zeros<T: WithDType>(len: usize) -> Vec<T> {
     vec![T::from_f64(0.0); len]
 }
@@ -398,7 +378,7 @@ impl Conv {
         let x = x.detach().contiguous()?;
         let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
         let mut y = zeros::<T>(self.n * self.y_len());
-        with_slice::<T, _>(&x, |xs| {
+        try_with_slice::<T, _>(&x, |xs| {
             for (a, m) in self.chunks(false) {
                 let g = self.geom(m);
                 let xc = &xs[a * self.x_len()..(a + m) * self.x_len()];
@@ -408,7 +388,7 @@ impl Conv {
                     let mut xt = zeros::<T>(xc.len());
                     to_channels_last(xc, self.c_in, hw, &mut xt);
                     let cols = tensor(xt, (m * hw, self.c_in))?.matmul(&wm)?;
-                    with_slice::<T, _>(&cols, |cs| {
+                    try_with_slice::<T, _>(&cols, |cs| {
                         col2im(&g, cs, yc);
                         Ok(())
                     })?;
@@ -417,7 +397,7 @@ impl Conv {
                     let mut cols = zeros::<T>(g.rows() * g.row_len());
                     im2col(&g, xc, &mut cols);
                     let ym = tensor(cols, (g.rows(), g.row_len()))?.matmul(&wm)?;
-                    with_slice::<T, _>(&ym, |ys| {
+                    try_with_slice::<T, _>(&ym, |ys| {
                         to_channels_first(ys, self.c_out, ohw, yc);
                         Ok(())
                     })?;
@@ -450,15 +430,15 @@ impl Conv {
         let mut acc = |d: &Tensor| -> Result<()> {
             match dw.as_mut() {
                 None => dw = Some(d.flatten_all()?.to_vec1::<T>()?),
-                Some(a) => with_slice::<T, _>(d, |ds| {
+                Some(a) => try_with_slice::<T, _>(d, |ds| {
                     add_into(a, ds);
                     Ok(())
                 })?,
             }
             Ok(())
         };
-        with_slice::<T, _>(&x, |xs| {
-            with_slice::<T, _>(&gy, |gs| {
+        try_with_slice::<T, _>(&x, |xs| {
+            try_with_slice::<T, _>(&gy, |gs| {
                 for (a, m) in self.chunks(true) {
                     let g = self.geom(m);
                     let xc = &xs[a * self.x_len()..(a + m) * self.x_len()];
@@ -471,7 +451,7 @@ impl Conv {
                         if want_x {
                             let dxt = dcols.matmul(&wm.t()?)?;
                             let dxc = &mut dx[a * self.x_len()..(a + m) * self.x_len()];
-                            with_slice::<T, _>(&dxt, |s| {
+                            try_with_slice::<T, _>(&dxt, |s| {
                                 to_channels_first(s, self.c_in, hw, dxc);
                                 Ok(())
                             })?;
@@ -490,7 +470,7 @@ impl Conv {
                         if want_x {
                             let dcols = gm.matmul(&wm.t()?)?;
                             let dxc = &mut dx[a * self.x_len()..(a + m) * self.x_len()];
-                            with_slice::<T, _>(&dcols, |s| {
+                            try_with_slice::<T, _>(&dcols, |s| {
                                 col2im(&g, s, dxc);
                                 Ok(())
                             })?;
@@ -708,7 +688,7 @@ fn plan(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{D, Var};
+    use candle_core::{D, Device, Var};
 
     const DEV: Device = Device::Cpu;
 

@@ -5,9 +5,10 @@
 
 use super::error::{Context, Result};
 use super::exec::{Executor, ParamMode};
+use super::host::{tensor, try_with_slice, with_slice};
 use super::rng::Rng;
 use crate::check::Langevin;
-use candle_core::{DType, Device, Storage, Tensor, WithDType};
+use candle_core::{DType, Tensor, WithDType};
 
 /// What a latent chain samples: the derived gradient function, the latent it moves, and the other
 /// inputs held fixed (e.g. the data x for the posterior).
@@ -77,33 +78,22 @@ fn fused_update<T: WithDType>(
     // Rounded as candle's `affine` and `host_tensor` round them, so the result matches the
     // tensor-op form bit for bit.
     let drift = T::from_f64(drift);
-    let out: Vec<T> = with_host(&z, |zs: &[T]| {
-        with_host(&g, |gs: &[T]| {
+    let out: Vec<T> = try_with_slice(&z, |zs: &[T]| {
+        with_slice(&g, |gs: &[T]| {
             zs.iter()
                 .zip(gs)
                 .map(|(&z, &g)| z + (g * drift + T::from_f64(rng.normal_draw(0.0, noise))))
                 .collect()
         })
-    })??;
-    Tensor::from_vec(out, z.dims(), &Device::Cpu).ctx("langevin step")
-}
-
-/// Calls `f` on the data of a contiguous CPU tensor of dtype `T`.
-fn with_host<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(s) = &*storage else {
-        panic!("internal error: langevin host update of a non-CPU tensor");
-    };
-    let data = T::cpu_storage_as_slice(s).ctx("langevin step")?;
-    let (a, b) = layout
-        .contiguous_offsets()
-        .expect("internal error: langevin host update of a non-contiguous tensor");
-    Ok(f(&data[a..b]))
+    })
+    .ctx("langevin step")?;
+    tensor(out, z.dims()).ctx("langevin step")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     /// The tensor-op form of [`update`] (the path other devices take).
     fn by_ops(z: &Tensor, g: &Tensor, drift: f64, noise: f64, rng: &mut Rng) -> Tensor {

@@ -1,0 +1,36 @@
+//! Host-memory access to CPU tensors, for the fused loops that replace chains of candle ops on the
+//! CPU (Langevin update, Adam, swish, leaky ReLU, im2col). Other devices keep the tensor ops.
+
+use candle_core::{Device, Result, Shape, Storage, Tensor, WithDType};
+
+/// Calls `f` on the data of a contiguous CPU tensor of dtype `T`. Errors (never panics) on
+/// another device, dtype or a strided layout: callers make the tensor contiguous first.
+pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(s) = &*storage else {
+        candle_core::bail!(
+            "internal error: a host loop was given a {:?} tensor",
+            t.device()
+        );
+    };
+    let data = T::cpu_storage_as_slice(s)?;
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(f(&data[a..b])),
+        None => candle_core::bail!("internal error: a host loop was given a strided tensor"),
+    }
+}
+
+/// [`with_slice`] for a fallible `f`.
+pub fn try_with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+    with_slice(t, f)?
+}
+
+/// A CPU tensor of `shape` owning `v` (no copy).
+pub fn tensor<T: WithDType>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
+    Tensor::from_vec(v, shape, &Device::Cpu)
+}
+
+/// Whether the fused host loops apply: a CPU tensor of f32 or f64.
+pub fn is_host_float(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+}
