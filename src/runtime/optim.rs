@@ -10,10 +10,11 @@
 //! State tensors are named `optim.<group>.<path>.m` / `.v` / `.step` and `optim.<group>.lr`.
 
 use super::error::{Context, Result, RuntimeError};
+use super::host::{is_host_float, tensor, try_with_slice, with_slice};
 use super::params::Params;
 use crate::check;
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, WithDType};
 use std::collections::{BTreeMap, HashMap};
 
 /// Adam with bias correction (PyTorch's `Adam`, not `AdamW`).
@@ -75,48 +76,159 @@ impl Adam {
             let ctx = || format!("Adam step of `{path}` (group {})", self.group);
             let theta = var.as_detached_tensor();
             let g = g.detach();
-            let g = if self.weight_decay != 0.0 {
-                g.add(&theta.affine(self.weight_decay, 0.0).with_ctx(ctx)?)
-                    .with_ctx(ctx)?
+            let prev = self.state.get(path);
+            let step = prev.map_or(1, |s| s.step + 1);
+            let c = AdamConsts {
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+                step_size: self.lr / (1.0 - self.beta1.powi(step as i32)),
+                inv_sqrt_bc2: 1.0 / (1.0 - self.beta2.powi(step as i32)).sqrt(),
+            };
+            let moments = prev.map(|s| (&s.m, &s.v));
+            let (new, m, v) = if is_host_float(&theta) {
+                match theta.dtype() {
+                    DType::F32 => adam_host::<f32>(&theta, &g, moments, &c),
+                    _ => adam_host::<f64>(&theta, &g, moments, &c),
+                }
             } else {
-                g
-            };
-            let (m, v, step) = match self.state.get(path) {
-                Some(s) => {
-                    let m =
-                        s.m.affine(self.beta1, 0.0)
-                            .and_then(|m| m.add(&g.affine(1.0 - self.beta1, 0.0)?))
-                            .with_ctx(ctx)?;
-                    let v =
-                        s.v.affine(self.beta2, 0.0)
-                            .and_then(|v| v.add(&g.sqr()?.affine(1.0 - self.beta2, 0.0)?))
-                            .with_ctx(ctx)?;
-                    (m, v, s.step + 1)
-                }
-                // From zero moments: m = (1 − β1)·g, v = (1 − β2)·g².
-                None => {
-                    let m = g.affine(1.0 - self.beta1, 0.0).with_ctx(ctx)?;
-                    let v = g
-                        .sqr()
-                        .and_then(|g2| g2.affine(1.0 - self.beta2, 0.0))
-                        .with_ctx(ctx)?;
-                    (m, v, 1)
-                }
-            };
-            let bc1 = 1.0 - self.beta1.powi(step as i32);
-            let bc2 = 1.0 - self.beta2.powi(step as i32);
-            let step_size = self.lr / bc1;
-            let new = v
-                .sqrt()
-                .and_then(|s| s.affine(1.0 / bc2.sqrt(), self.eps))
-                .and_then(|denom| m.div(&denom))
-                .and_then(|u| theta.sub(&u.affine(step_size, 0.0)?))
-                .with_ctx(ctx)?;
+                adam_ops(&theta, &g, moments, &c)
+            }
+            .with_ctx(ctx)?;
             var.set(&new).with_ctx(ctx)?;
             self.state.insert(path.clone(), Moments { m, v, step });
         }
         Ok(())
     }
+}
+
+/// The numbers of one Adam update of one parameter.
+struct AdamConsts {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    /// `lr / (1 − β1ᵗ)`.
+    step_size: f64,
+    /// `1 / √(1 − β2ᵗ)`.
+    inv_sqrt_bc2: f64,
+}
+
+/// One Adam update as tensor ops: the new θ, m and v (from zero moments when `moments` is None).
+fn adam_ops(
+    theta: &Tensor,
+    g: &Tensor,
+    moments: Option<(&Tensor, &Tensor)>,
+    c: &AdamConsts,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let g = if c.weight_decay != 0.0 {
+        g.add(&theta.affine(c.weight_decay, 0.0)?)?
+    } else {
+        g.clone()
+    };
+    let (m, v) = match moments {
+        Some((m, v)) => (
+            m.affine(c.beta1, 0.0)?
+                .add(&g.affine(1.0 - c.beta1, 0.0)?)?,
+            v.affine(c.beta2, 0.0)?
+                .add(&g.sqr()?.affine(1.0 - c.beta2, 0.0)?)?,
+        ),
+        // From zero moments: m = (1 − β1)·g, v = (1 − β2)·g².
+        None => (
+            g.affine(1.0 - c.beta1, 0.0)?,
+            g.sqr()?.affine(1.0 - c.beta2, 0.0)?,
+        ),
+    };
+    let denom = v.sqrt()?.affine(c.inv_sqrt_bc2, c.eps)?;
+    let new = theta.sub(&m.div(&denom)?.affine(c.step_size, 0.0)?)?;
+    Ok((new, m, v))
+}
+
+/// `sqrt` for the float dtypes of the host loop.
+trait Sqrt {
+    fn sqrt(self) -> Self;
+}
+
+impl Sqrt for f32 {
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+impl Sqrt for f64 {
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+}
+
+/// [`adam_ops`] as one pass over host memory (the ops allocate ten intermediates per parameter
+/// and step). Each number is rounded as candle's ops round it, so both give the same bits.
+fn adam_host<T: WithDType + Sqrt>(
+    theta: &Tensor,
+    g: &Tensor,
+    moments: Option<(&Tensor, &Tensor)>,
+    c: &AdamConsts,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let f = T::from_f64;
+    let (wd, b1, b2) = (f(c.weight_decay), f(c.beta1), f(c.beta2));
+    let (one_b1, one_b2) = (f(1.0 - c.beta1), f(1.0 - c.beta2));
+    let (inv_bc2, eps, step_size) = (f(c.inv_sqrt_bc2), f(c.eps), f(c.step_size));
+    let zero = T::zero();
+    let (theta, g) = (theta.contiguous()?, g.contiguous()?);
+    let moments = match moments {
+        Some((m, v)) => Some((m.contiguous()?, v.contiguous()?)),
+        None => None,
+    };
+    // Whole-slice passes collected into fresh buffers, which LLVM vectorises (a per-element
+    // closure with branches does not). `affine(a, 0)` computes `x·a + 0`: kept as written for the
+    // sign of zeros.
+    let (m_new, v_new): (Vec<T>, Vec<T>) = try_with_slice(&theta, |ts: &[T]| {
+        try_with_slice(&g, |gs: &[T]| {
+            let g: Vec<T> = if c.weight_decay != 0.0 {
+                ts.iter()
+                    .zip(gs)
+                    .map(|(&t, &g)| g + (t * wd + zero))
+                    .collect()
+            } else {
+                gs.to_vec()
+            };
+            let gm = g.iter().map(|&g| g * one_b1 + zero);
+            let gv = g.iter().map(|&g| (g * g) * one_b2 + zero);
+            match &moments {
+                None => Ok((gm.collect(), gv.collect())),
+                Some((m, v)) => {
+                    let m = try_with_slice(m, |ms: &[T]| {
+                        Ok(ms
+                            .iter()
+                            .zip(gm)
+                            .map(|(&m, gm)| (m * b1 + zero) + gm)
+                            .collect())
+                    })?;
+                    let v = try_with_slice(v, |vs: &[T]| {
+                        Ok(vs
+                            .iter()
+                            .zip(gv)
+                            .map(|(&v, gv)| (v * b2 + zero) + gv)
+                            .collect())
+                    })?;
+                    Ok((m, v))
+                }
+            }
+        })
+    })?;
+    let new: Vec<T> = with_slice(&theta, |ts: &[T]| {
+        ts.iter()
+            .zip(m_new.iter().zip(&v_new))
+            .map(|(&t, (&m, &v))| t - ((m / (v.sqrt() * inv_bc2 + eps)) * step_size + zero))
+            .collect()
+    })?;
+    let dims = theta.dims();
+    Ok((
+        tensor(new, dims)?,
+        tensor(m_new, dims)?,
+        tensor(v_new, dims)?,
+    ))
 }
 
 /// Plain gradient descent: `θ ← θ − lr · g`.

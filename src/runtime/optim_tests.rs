@@ -258,3 +258,38 @@ fn state_round_trip_resumes_exactly() {
     let err = c.load_state(&bad, &pc).unwrap_err();
     assert_eq!(err.code_str(), "ebmc::run::corrupt_state");
 }
+
+#[test]
+fn the_host_adam_update_matches_the_tensor_ops_bit_for_bit() {
+    let bits = crate::runtime::bit_pattern;
+    for dtype in [DType::F32, DType::F64] {
+        let mut rng = crate::runtime::rng::Rng::new(3);
+        let mut draw = |s: f64| rng.normal(&[4, 5], 0.0, s, &Device::Cpu, dtype).unwrap();
+        let (theta, g, m) = (draw(1.0), draw(0.5), draw(0.1));
+        let v = draw(0.1).sqr().unwrap();
+        // Zeros of both signs go through the same roundings.
+        let keep = g.abs().unwrap().gt(0.3).unwrap();
+        let g = keep.where_cond(&g, &g.zeros_like().unwrap()).unwrap();
+        for weight_decay in [0.0, 1e-2] {
+            let c = AdamConsts {
+                beta1: 0.5,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay,
+                step_size: 1e-3 / (1.0 - 0.5f64.powi(3)),
+                inv_sqrt_bc2: 1.0 / (1.0 - 0.999f64.powi(3)).sqrt(),
+            };
+            for moments in [None, Some((&m, &v))] {
+                let ops = adam_ops(&theta, &g, moments, &c).unwrap();
+                let fused = match dtype {
+                    DType::F32 => adam_host::<f32>(&theta, &g, moments, &c),
+                    _ => adam_host::<f64>(&theta, &g, moments, &c),
+                }
+                .unwrap();
+                for (a, b) in [(&ops.0, &fused.0), (&ops.1, &fused.1), (&ops.2, &fused.2)] {
+                    assert_eq!(bits(a), bits(b), "{dtype:?} wd {weight_decay}");
+                }
+            }
+        }
+    }
+}
