@@ -16,12 +16,14 @@
 //! tape (sampler loops, which call the derived input-gradient functions instead of autograd).
 
 use super::error::{Context, Result, RuntimeError};
+use super::host;
+use super::linear::linear;
 use super::params::Params;
 use crate::check::Shape;
 use crate::ir::eval::{binary_value, unary_value};
 use crate::ir::print::reachable;
 use crate::ir::{Binary, Node, NodeId, Op, Program, Unary};
-use candle_core::{DType, Device, DeviceLocation, Storage, Tensor, WithDType};
+use candle_core::{DType, Device, DeviceLocation, Tensor, WithDType};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -464,13 +466,14 @@ impl Executor {
                 } else {
                     x.reshape((rows, i))?
                 };
-                let y = x2.contiguous()?.matmul(&w.t()?)?;
                 let y = match arg(2) {
-                    Val::Const(c) if *c == 0.0 => y,
-                    Val::Const(c) => y.affine(1.0, *c)?,
-                    Val::T(b) if b.elem_count() == o && b.rank() == 1 => y.broadcast_add(b)?,
-                    Val::T(b) if b.elem_count() == 1 => y.broadcast_add(&b.reshape((1, 1))?)?,
-                    Val::T(b) => y.broadcast_add(&b.reshape((1, o))?)?,
+                    Val::Const(c) if *c == 0.0 => linear(&x2, &w, None)?,
+                    Val::Const(c) => linear(&x2, &w, None)?.affine(1.0, *c)?,
+                    Val::T(b) if b.elem_count() == o && b.rank() == 1 => linear(&x2, &w, Some(b))?,
+                    Val::T(b) if b.elem_count() == 1 => {
+                        linear(&x2, &w, None)?.broadcast_add(&b.reshape((1, 1))?)?
+                    }
+                    Val::T(b) => linear(&x2, &w, Some(&b.reshape(o)?))?,
                 };
                 if y.dims() == out_dims.as_slice() {
                     y
@@ -710,27 +713,18 @@ fn swish_and_sigmoid_host<T: WithDType>(
     exp_neg: impl Fn(T) -> T,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let x = x.contiguous()?;
-    let (storage, layout) = x.storage_and_layout();
-    let Storage::Cpu(s) = &*storage else {
-        candle_core::bail!("swish: expected a CPU tensor");
-    };
-    let Some((a, b)) = layout.contiguous_offsets() else {
-        candle_core::bail!("swish: expected a contiguous tensor");
-    };
-    let xs = &T::cpu_storage_as_slice(s)?[a..b];
     let one = T::from_f64(1.0);
-    let (mut sw, mut sg) = (Vec::with_capacity(xs.len()), Vec::with_capacity(xs.len()));
-    for &v in xs {
-        // silu: v / (1 + e); sigmoid: (e + 1).recip(), with e = exp(−v).
-        let d = one + exp_neg(v);
-        sw.push(v / d);
-        sg.push(one / d);
-    }
-    let dev = Device::Cpu;
-    Ok((
-        Tensor::from_vec(sw, x.dims(), &dev)?,
-        Tensor::from_vec(sg, x.dims(), &dev)?,
-    ))
+    let (sw, sg) = host::with_slice(&x, |xs: &[T]| {
+        let (mut sw, mut sg) = (Vec::with_capacity(xs.len()), Vec::with_capacity(xs.len()));
+        for &v in xs {
+            // silu: v / (1 + e); sigmoid: (e + 1).recip(), with e = exp(−v).
+            let d = one + exp_neg(v);
+            sw.push(v / d);
+            sg.push(one / d);
+        }
+        (sw, sg)
+    })?;
+    Ok((host::tensor(sw, x.dims())?, host::tensor(sg, x.dims())?))
 }
 
 fn unary(u: Unary, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -749,11 +743,7 @@ fn unary(u: Unary, x: &Tensor) -> candle_core::Result<Tensor> {
         Unary::Sigmoid => candle_nn::ops::sigmoid(x),
         Unary::Tanh => x.tanh(),
         Unary::Relu => x.relu(),
-        // max(x, s·x) for 0 ≤ s ≤ 1 (two passes instead of candle-nn's five ops).
-        Unary::LeakyRelu(s) if (0.0..=1.0).contains(&s) => x.broadcast_maximum(&x.affine(s, 0.0)?),
-        Unary::LeakyRelu(s) if s > 1.0 => x.broadcast_minimum(&x.affine(s, 0.0)?),
-        // relu(x) − s·relu(−x): exact on both sides of 0.
-        Unary::LeakyRelu(s) => x.relu()?.add(&x.neg()?.relu()?.affine(-s, 0.0)?),
+        Unary::LeakyRelu(s) => super::activation::leaky_relu(x, s),
         // The tanh approximation, as the reference evaluator (and candle's `gelu`).
         Unary::Gelu => x.gelu(),
         Unary::Swish => x.silu(),

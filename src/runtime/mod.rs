@@ -1,13 +1,16 @@
 //! The runtime: executes a compiled program on candle tensors (the only module that uses candle),
 //! loads data, runs the learning algorithms and writes the run directory.
 
+pub mod activation;
 pub mod checkpoint;
 pub mod conv;
 pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod exec;
+pub mod host;
 pub mod image;
+pub mod linear;
 pub mod optim;
 pub mod params;
 pub mod replay;
