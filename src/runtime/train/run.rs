@@ -96,10 +96,12 @@ pub fn run(source: &SourceFile, opts: &RunOptions) -> Result<RunOutcome, Vec<Run
     train_and_evaluate(&spec, &program, &train, &test, &dir, device, opts).map_err(|e| vec![e])
 }
 
-/// CPU threads for candle's kernels when the user sets none. Small models are dominated by per-op
-/// overhead, where one thread beats two (measured: the 8×8 digits LEBM runs 2× faster on one
-/// thread); image-size models gain from every core. candle reads `RAYON_NUM_THREADS` (and
-/// `CANDLE_NUM_THREADS`) once, at its first parallel op, so the CLI sets them before running.
+/// CPU threads for candle's kernels when the user sets none. A thread hand-off costs about as
+/// much as a small op, so models of dense layers only (batch × width up to about 100 × 800 per
+/// product) and models of small inputs run fastest on one thread (measured: the 8×8 digits LEBM
+/// 2× faster, the ssl_mnist iteration 44 ms against 44–60 ms on two); convolutions over image-size
+/// inputs gain from every core. candle reads `RAYON_NUM_THREADS` (and `CANDLE_NUM_THREADS`) once,
+/// at its first parallel op, so the CLI sets them before running.
 pub fn choose_threads(spec: &CheckedSpec) -> usize {
     let features: usize = spec
         .variables
@@ -107,8 +109,18 @@ pub fn choose_threads(spec: &CheckedSpec) -> usize {
         .filter(|v| v.observed && v.is_continuous())
         .map(|v| v.shape.iter().product::<usize>())
         .sum();
+    let convolutional = spec.networks.iter().flat_map(|n| &n.layers).any(|l| {
+        matches!(
+            l,
+            crate::check::Layer::Conv2d { .. } | crate::check::Layer::ConvTranspose2d { .. }
+        )
+    });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if features <= 256 { 1 } else { cores }
+    if features <= 256 || !convolutional {
+        1
+    } else {
+        cores
+    }
 }
 
 fn device(name: Option<&str>) -> Result<Device, RuntimeError> {
@@ -420,5 +432,28 @@ pub fn reuse_run(
             let _ = meta;
             Ok(eval)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threads_for(path: &str) -> usize {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join(path)).unwrap();
+        let (spec, _) = crate::compile_source(&crate::source::SourceFile::new(path, text))
+            .ok()
+            .unwrap();
+        choose_threads(&spec)
+    }
+
+    #[test]
+    fn dense_and_small_models_get_one_thread_and_image_convolutions_every_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(threads_for("specs/ssl_mnist.yaml"), 1, "dense layers only");
+        assert_eq!(threads_for("specs/lebm_digits.yaml"), 1, "8×8 inputs");
+        assert_eq!(threads_for("specs/lebm_mnist.yaml"), cores);
+        assert_eq!(threads_for("bench/specs/dcgan32.yaml"), cores);
     }
 }
