@@ -45,6 +45,8 @@ struct Args {
     breakdown: bool,
     data_dir: PathBuf,
     seed: u64,
+    /// Extra spec overrides (ebmc only, for experiments: the PyTorch side has no counterpart).
+    sets: Vec<String>,
 }
 
 fn parse_args() -> Res<Args> {
@@ -59,6 +61,7 @@ fn parse_args() -> Res<Args> {
         breakdown: false,
         data_dir: PathBuf::from("data"),
         seed: 0,
+        sets: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -76,6 +79,7 @@ fn parse_args() -> Res<Args> {
             "--breakdown" => args.breakdown = true,
             "--data" => args.data_dir = PathBuf::from(value()?),
             "--seed" => args.seed = num(value()?)? as u64,
+            "--set" => args.sets.push(value()?),
             w if !w.starts_with('-') && args.workload.is_empty() => args.workload = w.into(),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -84,7 +88,7 @@ fn parse_args() -> Res<Args> {
 }
 
 const USAGE: &str = "usage: cargo bench --bench ebmc -- WORKLOAD [--repeats N] [--warmup N] \
-    [--batch B] [--latent L] [--steps K] [--threads T] [--data DIR] [--seed S] [--breakdown]\n  \
+    [--batch B] [--latent L] [--steps K] [--threads T] [--data DIR] [--seed S] [--breakdown] [--set KEY=VALUE]\n  \
     WORKLOAD: prior | posterior | lebm | cebm | ssl | compile (see bench/README.md)";
 
 /// The spec a workload runs and the `--set` overrides it needs.
@@ -97,7 +101,7 @@ fn spec_of(args: &Args) -> Res<(&'static str, Vec<String>)> {
         "ssl" => "specs/ssl_mnist.yaml",
         w => return Err(format!("unknown workload `{w}`")),
     };
-    let mut sets = Vec::new();
+    let mut sets = args.sets.clone();
     if args.workload == "cebm" {
         sets.push("data.train=mnist".to_string());
     }
