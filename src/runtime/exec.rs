@@ -19,12 +19,13 @@ use super::error::{Context, Result, RuntimeError};
 use super::host;
 use super::linear::linear;
 use super::params::Params;
+use super::step_scale::{self, StepScale};
 use crate::check::Shape;
 use crate::ir::eval::{binary_value, unary_value};
 use crate::ir::print::reachable;
 use crate::ir::{Binary, Node, NodeId, Op, Program, Unary};
 use candle_core::{DType, Device, DeviceLocation, Tensor, WithDType};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 #[cfg(test)]
@@ -67,15 +68,28 @@ struct Plan {
     /// Swish nodes whose input also feeds a later `Sigmoid` node (a derived gradient's swish
     /// derivative), with that node: both are computed in one pass (see [`swish_and_sigmoid`]).
     swish_sigmoid: HashMap<NodeId, NodeId>,
+    /// Products `g · (a·step(h) + b)` evaluated in one pass (see [`step_scale`]), by product node.
+    step_scale: HashMap<NodeId, StepScale>,
+    /// The inner nodes of those products, which are not evaluated.
+    fused_away: HashSet<NodeId>,
 }
 
 /// The plan of the function with `inputs` that computes `outputs`.
 fn make_plan(program: &Program, inputs: &[(String, NodeId)], outputs: &[(String, NodeId)]) -> Plan {
     let order = reachable(program, outputs.iter().map(|(_, id)| *id));
+    let output_ids: Vec<NodeId> = outputs.iter().map(|(_, id)| *id).collect();
+    let step_scale = step_scale::find(program, &order, &output_ids);
+    let fused_away: HashSet<NodeId> = step_scale.values().flat_map(|f| f.inner).collect();
+    // What each evaluated node reads: a fused product reads h and g, its inner nodes nothing.
     let mut last_use: HashMap<NodeId, usize> = HashMap::new();
     for (k, id) in order.iter().enumerate() {
-        for i in &program.node(*id).inputs {
-            last_use.insert(*i, k);
+        let reads = match step_scale.get(id) {
+            Some(f) => vec![f.h, f.g],
+            None if fused_away.contains(id) => Vec::new(),
+            None => program.node(*id).inputs.clone(),
+        };
+        for i in reads {
+            last_use.insert(i, k);
         }
     }
     let mut drop_after = vec![Vec::new(); order.len()];
@@ -91,6 +105,8 @@ fn make_plan(program: &Program, inputs: &[(String, NodeId)], outputs: &[(String,
         order,
         drop_after,
         swish_sigmoid,
+        step_scale,
+        fused_away,
     }
 }
 
@@ -286,7 +302,16 @@ impl Executor {
         };
         for (k, id) in plan.order.iter().enumerate() {
             let node = self.program.node(*id);
-            if vals[id.index()].is_none() {
+            if let Some(f) = plan.step_scale.get(id) {
+                let value =
+                    |n: NodeId| self.tensor(vals[n.index()].as_ref().expect("planned"), &cx);
+                let r = value(f.h)
+                    .and_then(|h| step_scale::eval(&h, &value(f.g)?, f.a, f.b))
+                    .with_ctx(|| format!("evaluating `{function}`: {id} = g · (a·step(h) + b)"))?;
+                vals[id.index()] = Some(Val::T(r));
+            } else if plan.fused_away.contains(id) {
+                // Computed inside the fused product that reads it.
+            } else if vals[id.index()].is_none() {
                 if let Some((sw, sg)) = self.fused_swish(plan, *id, node, &vals)? {
                     vals[id.index()] = Some(Val::T(sw));
                     vals[plan.swish_sigmoid[id].index()] = Some(Val::T(sg));

@@ -958,3 +958,53 @@ fn a_derived_swish_gradient_pairs_the_swish_with_its_sigmoid() {
         "no derived gradient pairs swish and sigmoid: {paired:?}"
     );
 }
+
+#[test]
+fn a_derived_leaky_relu_gradient_fuses_its_derivative_into_one_pass() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ssl_mnist.yaml");
+    let (_, program) = compile(&path);
+    let exec = Executor::new(&program);
+    let plan = &exec.output_plans[&("prior_grad".to_string(), "grad_z".to_string())];
+    // Two hidden leaky ReLU layers in f: two derivatives `g · (0.8·step(h) + 0.2)`.
+    assert_eq!(plan.step_scale.len(), 2, "{:?}", plan.step_scale);
+    for f in plan.step_scale.values() {
+        assert!((f.a - 0.8).abs() < 1e-12 && (f.b - 0.2).abs() < 1e-12);
+    }
+    assert_eq!(plan.fused_away.len(), 6);
+    // The forward functions have nothing to fuse.
+    assert!(exec.plans["prior_log_density"].step_scale.is_empty());
+}
+
+#[test]
+fn the_fused_step_scale_pass_gives_the_bits_of_the_unfused_ops() {
+    let mut rng = Rng::new(4);
+    for dtype in [DType::F32, DType::F64] {
+        let h = rng.normal(&[5, 8], 0.0, 1.0, &DEV, dtype).unwrap();
+        // Exact zeros of h take the `step = 0` side, as `relu(sign(h))` does.
+        let h = h.relu().unwrap().affine(1.0, -0.3).unwrap().relu().unwrap();
+        let g = rng
+            .normal(&[8, 5], 0.0, 3.0, &DEV, dtype)
+            .unwrap()
+            .t()
+            .unwrap();
+        let fused = super::step_scale::eval(&h, &g, 0.8, 0.2).unwrap();
+        // A tracked operand takes the tensor-op path (the nodes as the executor evaluates them).
+        let tracked = Var::from_tensor(&g).unwrap();
+        let ops = super::step_scale::eval(&h, tracked.as_tensor(), 0.8, 0.2).unwrap();
+        let unfused = g
+            .mul(
+                &h.sign()
+                    .unwrap()
+                    .relu()
+                    .unwrap()
+                    .affine(0.8, 0.0)
+                    .unwrap()
+                    .affine(1.0, 0.2)
+                    .unwrap(),
+            )
+            .unwrap();
+        let bits = crate::runtime::bit_pattern;
+        assert_eq!(bits(&fused), bits(&ops), "{dtype:?}");
+        assert_eq!(bits(&fused), bits(&unfused), "{dtype:?}");
+    }
+}

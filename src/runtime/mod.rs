@@ -18,6 +18,7 @@ pub mod report;
 pub mod rng;
 pub mod rundir;
 pub mod sampler;
+mod step_scale;
 pub mod train;
 
 /// The bit patterns of a tensor's values (as f64), for tests that compare two computations bit for bit.
