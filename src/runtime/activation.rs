@@ -52,8 +52,12 @@ impl Map for &LeakyRelu {
     fn map<T: WithDType>(&self, xs: &[T]) -> Vec<T> {
         let (zero, s) = (T::zero(), T::from_f64(self.slope));
         // `+ 0` as candle's `affine(s, 0)` adds it: −0 becomes +0, as in the tensor-op form.
+        // Both sides computed, then selected: a branch-free loop that LLVM vectorises.
         xs.iter()
-            .map(|&v| if v > zero { v } else { v * s + zero })
+            .map(|&v| {
+                let neg = v * s + zero;
+                if v > zero { v } else { neg }
+            })
             .collect()
     }
 }
@@ -94,7 +98,10 @@ impl CustomOp2 for LeakyReluGrad {
             let (zero, s) = (T::zero(), T::from_f64(slope));
             x.iter()
                 .zip(g)
-                .map(|(&x, &g)| if x > zero { g } else { g * s })
+                .map(|(&x, &g)| {
+                    let neg = g * s;
+                    if x > zero { g } else { neg }
+                })
                 .collect()
         }
         let out = match (xs, gs) {
