@@ -16,10 +16,10 @@
 //! tape (sampler loops, which call the derived input-gradient functions instead of autograd).
 
 use super::error::{Context, Result, RuntimeError};
+use super::fuse;
 use super::host;
 use super::linear::linear;
 use super::params::Params;
-use super::step_scale::{self, StepScale};
 use crate::check::Shape;
 use crate::ir::eval::{binary_value, unary_value};
 use crate::ir::print::reachable;
@@ -68,23 +68,42 @@ struct Plan {
     /// Swish nodes whose input also feeds a later `Sigmoid` node (a derived gradient's swish
     /// derivative), with that node: both are computed in one pass (see [`swish_and_sigmoid`]).
     swish_sigmoid: HashMap<NodeId, NodeId>,
-    /// Products `g · (a·step(h) + b)` evaluated in one pass (see [`step_scale`]), by product node.
-    step_scale: HashMap<NodeId, StepScale>,
-    /// The inner nodes of those products, which are not evaluated.
+    /// Chains of elementwise nodes evaluated as one loop (see [`fuse`]), by their root node.
+    fused: HashMap<NodeId, fuse::Group>,
+    /// The other nodes of those groups: evaluated inside their group's loop.
     fused_away: HashSet<NodeId>,
 }
 
 /// The plan of the function with `inputs` that computes `outputs`.
-fn make_plan(program: &Program, inputs: &[(String, NodeId)], outputs: &[(String, NodeId)]) -> Plan {
+fn make_plan(
+    program: &Program,
+    inputs: &[(String, NodeId)],
+    outputs: &[(String, NodeId)],
+    fusion: bool,
+) -> Plan {
     let order = reachable(program, outputs.iter().map(|(_, id)| *id));
     let output_ids: Vec<NodeId> = outputs.iter().map(|(_, id)| *id).collect();
-    let step_scale = step_scale::find(program, &order, &output_ids);
-    let fused_away: HashSet<NodeId> = step_scale.values().flat_map(|f| f.inner).collect();
-    // What each evaluated node reads: a fused product reads h and g, its inner nodes nothing.
+    let fused = if fusion {
+        fuse::find(program, &order, &output_ids)
+    } else {
+        HashMap::new()
+    };
+    let fused_away: HashSet<NodeId> = fused
+        .iter()
+        .flat_map(|(root, g)| g.members.iter().filter(move |m| *m != root).copied())
+        .collect();
+    // What each evaluated node reads: a group's root reads what any node of the group reads
+    // from outside it (its leaves, and the constants its nodes read when evaluated one by one),
+    // the group's other nodes nothing.
     let mut last_use: HashMap<NodeId, usize> = HashMap::new();
     for (k, id) in order.iter().enumerate() {
-        let reads = match step_scale.get(id) {
-            Some(f) => vec![f.h, f.g],
+        let reads = match fused.get(id) {
+            Some(g) => g
+                .members
+                .iter()
+                .flat_map(|m| program.node(*m).inputs.iter().copied())
+                .filter(|i| !g.members.contains(i))
+                .collect(),
             None if fused_away.contains(id) => Vec::new(),
             None => program.node(*id).inputs.clone(),
         };
@@ -105,7 +124,7 @@ fn make_plan(program: &Program, inputs: &[(String, NodeId)], outputs: &[(String,
         order,
         drop_after,
         swish_sigmoid,
-        step_scale,
+        fused,
         fused_away,
     }
 }
@@ -154,12 +173,21 @@ pub struct Executor {
 impl Executor {
     /// Plans every function of `program`.
     pub fn new(program: &Program) -> Self {
+        Self::with_fusion(program, true)
+    }
+
+    /// [`Executor::new`], with elementwise fusion on or off (off: every node is evaluated alone,
+    /// which tests compare the fused loops against).
+    pub(crate) fn with_fusion(program: &Program, fusion: bool) -> Self {
         let mut plans = HashMap::new();
         let mut output_plans = HashMap::new();
         for f in &program.functions {
-            plans.insert(f.name.clone(), make_plan(program, &f.inputs, &f.outputs));
+            plans.insert(
+                f.name.clone(),
+                make_plan(program, &f.inputs, &f.outputs, fusion),
+            );
             for out in &f.outputs {
-                let plan = make_plan(program, &f.inputs, std::slice::from_ref(out));
+                let plan = make_plan(program, &f.inputs, std::slice::from_ref(out), fusion);
                 output_plans.insert((f.name.clone(), out.0.clone()), plan);
             }
         }
@@ -302,15 +330,10 @@ impl Executor {
         };
         for (k, id) in plan.order.iter().enumerate() {
             let node = self.program.node(*id);
-            if let Some(f) = plan.step_scale.get(id) {
-                let value =
-                    |n: NodeId| self.tensor(vals[n.index()].as_ref().expect("planned"), &cx);
-                let r = value(f.h)
-                    .and_then(|h| step_scale::eval(&h, &value(f.g)?, f.a, f.b))
-                    .with_ctx(|| format!("evaluating `{function}`: {id} = g · (a·step(h) + b)"))?;
-                vals[id.index()] = Some(Val::T(r));
+            if let Some(group) = plan.fused.get(id) {
+                self.eval_group(function, group, &mut vals, &cx)?;
             } else if plan.fused_away.contains(id) {
-                // Computed inside the fused product that reads it.
+                // Computed inside its group's loop.
             } else if vals[id.index()].is_none() {
                 if let Some((sw, sg)) = self.fused_swish(plan, *id, node, &vals)? {
                     vals[id.index()] = Some(Val::T(sw));
@@ -353,6 +376,37 @@ impl Executor {
             });
         }
         Ok(outs.swap_remove(0).1)
+    }
+
+    /// Evaluates a fused group into its root's value: one loop where [`fuse::Group::eval`]
+    /// applies, else its nodes one by one (the values of the non-root nodes are then dropped).
+    fn eval_group(
+        &self,
+        function: &str,
+        group: &fuse::Group,
+        vals: &mut [Option<Val>],
+        cx: &Cx,
+    ) -> Result<()> {
+        let root = *group.members.last().expect("a group has nodes");
+        let fused = group
+            .leaves
+            .iter()
+            .map(|l| self.tensor(vals[l.index()].as_ref().expect("planned before"), cx))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .and_then(|leaves| group.eval(&leaves))
+            .with_ctx(|| format!("evaluating `{function}`: the fused group of {root}"))?;
+        if let Some(t) = fused {
+            vals[root.index()] = Some(Val::T(t));
+            return Ok(());
+        }
+        for m in &group.members {
+            let v = self.eval_node(function, *m, self.program.node(*m), vals, cx)?;
+            vals[m.index()] = Some(v);
+        }
+        for m in &group.members[..group.members.len() - 1] {
+            vals[m.index()] = None;
+        }
+        Ok(())
     }
 
     /// For a swish node paired with a sigmoid node not yet evaluated (see [`Plan`]): both values,

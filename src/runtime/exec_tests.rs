@@ -960,51 +960,70 @@ fn a_derived_swish_gradient_pairs_the_swish_with_its_sigmoid() {
 }
 
 #[test]
-fn a_derived_leaky_relu_gradient_fuses_its_derivative_into_one_pass() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ssl_mnist.yaml");
-    let (_, program) = compile(&path);
-    let exec = Executor::new(&program);
-    let plan = &exec.output_plans[&("prior_grad".to_string(), "grad_z".to_string())];
-    // Two hidden leaky ReLU layers in f: two derivatives `g · (0.8·step(h) + 0.2)`.
-    assert_eq!(plan.step_scale.len(), 2, "{:?}", plan.step_scale);
-    for f in plan.step_scale.values() {
-        assert!((f.a - 0.8).abs() < 1e-12 && (f.b - 0.2).abs() < 1e-12);
-    }
-    assert_eq!(plan.fused_away.len(), 6);
-    // The forward functions have nothing to fuse.
-    assert!(exec.plans["prior_log_density"].step_scale.is_empty());
+fn derived_activation_derivatives_are_fused_into_one_loop_each() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan_of = |spec: &str, f: &str, out: &str| {
+        let (_, program) = compile(&root.join(spec));
+        let exec = Executor::new(&program);
+        exec.output_plans[&(f.to_string(), out.to_string())].clone()
+    };
+    // f's two hidden leaky ReLUs: `g · (0.8·step(h) + 0.2)`, four nodes each.
+    let plan = plan_of("specs/ssl_mnist.yaml", "prior_grad", "grad_z");
+    let leaky = plan.fused.values().filter(|g| g.members.len() == 4).count();
+    assert_eq!(leaky, 2, "{:?}", plan.fused);
+    // The CEBM's four swish layers: `g · (σ · (1 + x · (1 − σ)))`, five nodes each.
+    let (_, program) = compile(&root.join("specs/cebm_gmm.yaml"));
+    let plan = plan_of("specs/cebm_gmm.yaml", "marginal_energy_grad", "grad_x");
+    let reads_sigmoid = |g: &fuse::Group| {
+        g.leaves
+            .iter()
+            .any(|l| program.node(*l).op == Op::Unary(Unary::Sigmoid))
+    };
+    let swish: Vec<usize> = plan
+        .fused
+        .values()
+        .filter(|g| reads_sigmoid(g))
+        .map(|g| g.members.len())
+        .collect();
+    assert_eq!(swish, vec![5; 4], "{:?}", plan.fused);
 }
 
+/// The derived gradients of the project's specs, fused and unfused, on the same inputs.
 #[test]
-fn the_fused_step_scale_pass_gives_the_bits_of_the_unfused_ops() {
-    let mut rng = Rng::new(4);
-    for dtype in [DType::F32, DType::F64] {
-        let h = rng.normal(&[5, 8], 0.0, 1.0, &DEV, dtype).unwrap();
-        // Exact zeros of h take the `step = 0` side, as `relu(sign(h))` does.
-        let h = h.relu().unwrap().affine(1.0, -0.3).unwrap().relu().unwrap();
-        let g = rng
-            .normal(&[8, 5], 0.0, 3.0, &DEV, dtype)
+fn fused_loops_give_the_bits_of_the_nodes_evaluated_alone() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bits = crate::runtime::bit_pattern;
+    for (spec, f, batch) in [
+        ("specs/ssl_mnist.yaml", "prior_grad", 7),
+        ("specs/cebm_gmm.yaml", "marginal_energy_grad", 3),
+        ("specs/lebm_mnist.yaml", "posterior_grad", 2),
+    ] {
+        let (_, program) = compile(&root.join(spec));
+        let (fused, alone) = (
+            Executor::with_fusion(&program, true),
+            Executor::with_fusion(&program, false),
+        );
+        let mut rng = Rng::new(8);
+        let params = Params::new(&program, &mut rng, &DEV, DType::F32).unwrap();
+        let args: Vec<(String, Tensor)> = fused
+            .inputs_of(f)
             .unwrap()
-            .t()
-            .unwrap();
-        let fused = super::step_scale::eval(&h, &g, 0.8, 0.2).unwrap();
-        // A tracked operand takes the tensor-op path (the nodes as the executor evaluates them).
-        let tracked = Var::from_tensor(&g).unwrap();
-        let ops = super::step_scale::eval(&h, tracked.as_tensor(), 0.8, 0.2).unwrap();
-        let unfused = g
-            .mul(
-                &h.sign()
-                    .unwrap()
-                    .relu()
-                    .unwrap()
-                    .affine(0.8, 0.0)
-                    .unwrap()
-                    .affine(1.0, 0.2)
-                    .unwrap(),
-            )
-            .unwrap();
-        let bits = crate::runtime::bit_pattern;
-        assert_eq!(bits(&fused), bits(&ops), "{dtype:?}");
-        assert_eq!(bits(&fused), bits(&unfused), "{dtype:?}");
+            .into_iter()
+            .map(|(name, shape)| {
+                let mut dims = vec![batch];
+                dims.extend(&shape.dims);
+                (name, rng.normal(&dims, 0.0, 1.0, &DEV, DType::F32).unwrap())
+            })
+            .collect();
+        let inputs: Vec<(&str, &Tensor)> = args.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let mode = ParamMode::Detached(&params);
+        let (a, b) = (
+            fused.call(f, &inputs, &mode).unwrap(),
+            alone.call(f, &inputs, &mode).unwrap(),
+        );
+        assert!(!fused.plans[f].fused.is_empty(), "{spec}: {f} has groups");
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert_eq!(bits(x), bits(y), "{spec}: {f} output {name}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! CPU (Langevin update, Adam, swish, leaky ReLU, im2col). Other devices keep the tensor ops.
 
 use candle_core::{Device, Result, Shape, Storage, Tensor, WithDType};
+use std::ops::Neg;
 
 /// Calls `f` on the data of a contiguous CPU tensor of dtype `T`. Errors (never panics) on
 /// another device, dtype or a strided layout: callers make the tensor contiguous first.
@@ -33,4 +34,21 @@ pub fn tensor<T: WithDType>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor
 /// Whether the fused host loops apply: a CPU tensor of f32 or f64.
 pub fn is_host_float(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+}
+
+/// The float dtypes of the host loops, with the operations `WithDType` lacks.
+pub trait HostFloat: WithDType + Neg<Output = Self> {
+    fn sqrt(self) -> Self;
+}
+
+impl HostFloat for f32 {
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+impl HostFloat for f64 {
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
 }

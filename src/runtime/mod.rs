@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod exec;
+mod fuse;
 pub mod host;
 pub mod image;
 pub mod linear;
@@ -18,7 +19,6 @@ pub mod report;
 pub mod rng;
 pub mod rundir;
 pub mod sampler;
-mod step_scale;
 pub mod train;
 
 /// The bit patterns of a tensor's values (as f64), for tests that compare two computations bit for bit.

@@ -10,11 +10,11 @@
 //! State tensors are named `optim.<group>.<path>.m` / `.v` / `.step` and `optim.<group>.lr`.
 
 use super::error::{Context, Result, RuntimeError};
-use super::host::{is_host_float, tensor, try_with_slice, with_slice};
+use super::host::{HostFloat, is_host_float, tensor, try_with_slice, with_slice};
 use super::params::Params;
 use crate::check;
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, WithDType};
+use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 
 /// Adam with bias correction (PyTorch's `Adam`, not `AdamW`).
@@ -145,26 +145,9 @@ fn adam_ops(
     Ok((new, m, v))
 }
 
-/// `sqrt` for the float dtypes of the host loop.
-trait Sqrt {
-    fn sqrt(self) -> Self;
-}
-
-impl Sqrt for f32 {
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-}
-
-impl Sqrt for f64 {
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-}
-
 /// [`adam_ops`] as one pass over host memory (the ops allocate ten intermediates per parameter
 /// and step). Each number is rounded as candle's ops round it, so both give the same bits.
-fn adam_host<T: WithDType + Sqrt>(
+fn adam_host<T: HostFloat>(
     theta: &Tensor,
     g: &Tensor,
     moments: Option<(&Tensor, &Tensor)>,
