@@ -26,7 +26,7 @@ use crate::ir::print::reachable;
 use crate::ir::{Binary, Node, NodeId, Op, Program, Unary};
 use candle_core::{DType, Device, DeviceLocation, Tensor, WithDType};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[cfg(test)]
 #[path = "exec_tests.rs"]
@@ -167,6 +167,10 @@ pub struct Executor {
     plans: HashMap<String, Plan>,
     /// Per `(function, output)`: the plan of that output alone (see [`Executor::call_output`]).
     output_plans: HashMap<(String, String), Plan>,
+    /// Plans of several functions evaluated together (see [`Executor::call_together`]), made on
+    /// first use.
+    joint_plans: Mutex<HashMap<Vec<String>, Arc<Plan>>>,
+    fusion: bool,
     consts: Mutex<HashMap<(u64, DType, DeviceLocation), Tensor>>,
 }
 
@@ -195,6 +199,8 @@ impl Executor {
             program: program.clone(),
             plans,
             output_plans,
+            joint_plans: Mutex::new(HashMap::new()),
+            fusion,
             consts: Mutex::new(HashMap::new()),
         }
     }
@@ -265,6 +271,47 @@ impl Executor {
             })?;
         let mut outs = self.run(function, plan, inputs, params)?;
         Ok(outs.swap_remove(0).1)
+    }
+
+    /// The first output of each of `functions`, evaluated in one pass: the nodes they share (the
+    /// IR shares a network's layers between, e.g., `prior_log_density` and `classifier` on the
+    /// same z) are computed once, and on the tape their gradients flow through one graph.
+    pub fn call_together(
+        &self,
+        functions: &[&str],
+        inputs: &[(&str, &Tensor)],
+        params: &ParamMode,
+    ) -> Result<Vec<Tensor>> {
+        let key: Vec<String> = functions.iter().map(|f| f.to_string()).collect();
+        let plan = {
+            let mut cache = self.joint_plans.lock().expect("joint plans poisoned");
+            match cache.get(&key) {
+                Some(p) => p.clone(),
+                None => {
+                    let (mut args, mut outs) = (Vec::new(), Vec::new());
+                    for f in functions {
+                        let plan = self.plan(f)?;
+                        for a in &plan.inputs {
+                            if !args.contains(a) {
+                                args.push(a.clone());
+                            }
+                        }
+                        let first =
+                            plan.outputs
+                                .first()
+                                .ok_or_else(|| RuntimeError::NoFunction {
+                                    name: format!("{f} (it has no outputs)"),
+                                })?;
+                        outs.push(first.clone());
+                    }
+                    let p = Arc::new(make_plan(&self.program, &args, &outs, self.fusion));
+                    cache.insert(key.clone(), p.clone());
+                    p
+                }
+            }
+        };
+        let outs = self.run(&key.join(" + "), &plan, inputs, params)?;
+        Ok(outs.into_iter().map(|(_, t)| t).collect())
     }
 
     /// Evaluates `plan` (of `function`) on `inputs`: its outputs in plan order.

@@ -1027,3 +1027,45 @@ fn fused_loops_give_the_bits_of_the_nodes_evaluated_alone() {
         }
     }
 }
+
+#[test]
+fn functions_called_together_give_what_each_gives_alone() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (_, program) = compile(&root.join("specs/ssl_mnist.yaml"));
+    let exec = Executor::new(&program);
+    let mut rng = Rng::new(12);
+    let params = Params::new(&program, &mut rng, &DEV, DType::F32).unwrap();
+    let z = rng.normal(&[6, 32], 0.0, 1.0, &DEV, DType::F32).unwrap();
+    let y = Tensor::eye(10, DType::F32, &DEV)
+        .unwrap()
+        .narrow(0, 0, 6)
+        .unwrap();
+    let inputs = [("z", &z), ("y", &y)];
+    let names = [
+        "prior_log_density_labelled",
+        "prior_log_density",
+        "classifier",
+    ];
+    let bits = crate::runtime::bit_pattern;
+    for mode in [ParamMode::Detached(&params), ParamMode::Tracked(&params)] {
+        let together = exec.call_together(&names, &inputs, &mode).unwrap();
+        assert_eq!(together.len(), 3);
+        for (name, t) in names.iter().zip(&together) {
+            let alone = exec.call1(name, &inputs, &mode).unwrap();
+            assert_eq!(bits(t), bits(&alone), "{name}");
+        }
+    }
+    // The joint plan evaluates the prior network's layers once: fewer nodes than the three
+    // plans alone.
+    let joint = exec.joint_plans.lock().unwrap()[&names.map(String::from).to_vec()].clone();
+    let alone: usize = names.iter().map(|n| exec.plans[*n].order.len()).sum();
+    assert!(
+        joint.order.len() < alone,
+        "{} vs {alone}",
+        joint.order.len()
+    );
+    assert!(
+        exec.call_together(&["no_such"], &inputs, &ParamMode::Detached(&params))
+            .is_err()
+    );
+}

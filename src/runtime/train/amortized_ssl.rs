@@ -96,13 +96,11 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
         )?
         .mean_all()
         .ctx("ELBO")?;
-    let log_prior = s
-        .exec
-        .call1("prior_log_density", &[(&latent, &z_q)], &tracked)?
-        .mean_all()
-        .ctx("ELBO")?;
+    // log p(z) and p(y | z) share the prior network's layers: one evaluation.
+    let [log_prior, probs] = prior_and_classifier(s, &latent, &z_q, &tracked)?;
+    let log_prior = log_prior.mean_all().ctx("ELBO")?;
     let entropy = gaussian_entropy(&log_std)?;
-    let mi = mutual_information(&s.exec.call1("classifier", &[(&latent, &z_q)], &tracked)?)?;
+    let mi = mutual_information(&probs)?;
     let neg_elbo = (log_lik + log_prior + entropy)
         .and_then(|e| e.neg())
         .ctx("ELBO")?;
@@ -120,16 +118,12 @@ pub(crate) fn step(s: &mut Session, batch: &Batch) -> Result<StepMetrics> {
             .call1("prior_log_density", &[(&latent, &z_prior)], &tracked)?
             .mean_all()
             .ctx("prior loss")?;
-        let f_post = s
-            .exec
-            .call1("prior_log_density", &[(&latent, &z_q)], &tracked)?
-            .mean_all()
-            .ctx("prior loss")?;
+        let [f_post, probs] = prior_and_classifier(s, &latent, &z_q, &tracked)?;
+        let f_post = f_post.mean_all().ctx("prior loss")?;
         let loss_prior = (f_prior - f_post).ctx("prior loss")?;
         metrics.push(("loss_prior".into(), scalar(&loss_prior)?));
         let loss = if mi_weight > 0.0 {
-            let mi =
-                mutual_information(&s.exec.call1("classifier", &[(&latent, &z_q)], &tracked)?)?;
+            let mi = mutual_information(&probs)?;
             (loss_prior - mi.affine(mi_weight, 0.0).ctx("prior loss")?).ctx("prior loss")?
         } else {
             loss_prior
@@ -166,14 +160,11 @@ pub(crate) fn labelled_step(s: &mut Session, b: usize) -> Result<StepMetrics> {
     let y: Vec<u32> = idx.iter().map(|&i| labels[i]).collect();
     let tracked = ParamMode::Tracked(&s.params);
     let (mean, _) = encode(s, &x, &tracked)?;
-    let log_p = log_p_y_given_z(s, &mean, &y, &tracked)?;
+    let (log_p, probs) = log_p_y_given_z(s, &mean, &y, &tracked)?;
     let ce = log_p
         .mean_all()
         .and_then(|l| l.neg())
         .ctx("labelled loss")?;
-    let probs = s
-        .exec
-        .call1("classifier", &[(&s.latent, &mean)], &tracked)?;
     let acc = accuracy_of(&probs, &y)?;
     let loss = ce.affine(weight, 0.0).ctx("labelled loss")?;
     let roles = Roles::of(s.spec, &s.params);
@@ -193,8 +184,14 @@ pub(crate) fn encode(s: &Session, x: &Tensor, params: &ParamMode) -> Result<(Ten
 }
 
 /// log p(y | z) per example, as the derived `prior_log_density_labelled − prior_log_density`
-/// (a difference of logsumexps: stable where the softmax probabilities underflow).
-fn log_p_y_given_z(s: &Session, z: &Tensor, y: &[u32], params: &ParamMode) -> Result<Tensor> {
+/// (a difference of logsumexps: stable where the softmax probabilities underflow), and p(· | z),
+/// all from one evaluation of the prior network.
+fn log_p_y_given_z(
+    s: &Session,
+    z: &Tensor,
+    y: &[u32],
+    params: &ParamMode,
+) -> Result<(Tensor, Tensor)> {
     let label = s
         .spec
         .variables
@@ -209,15 +206,33 @@ fn log_p_y_given_z(s: &Session, z: &Tensor, y: &[u32], params: &ParamMode) -> Re
     let onehot = Tensor::from_vec(onehot, (y.len(), k), &s.device)
         .and_then(|t| t.to_dtype(s.dtype))
         .ctx("one-hot labels")?;
-    let joint = s.exec.call1(
-        "prior_log_density_labelled",
+    let mut outs = s.exec.call_together(
+        &[
+            "prior_log_density_labelled",
+            "prior_log_density",
+            "classifier",
+        ],
         &[(&s.latent, z), (&label.name, &onehot)],
         params,
     )?;
-    let marginal = s
-        .exec
-        .call1("prior_log_density", &[(&s.latent, z)], params)?;
-    (joint - marginal).ctx("log p(y | z)")
+    let probs = outs.pop().expect("three functions");
+    let marginal = outs.pop().expect("three functions");
+    let joint = outs.pop().expect("three functions");
+    Ok(((joint - marginal).ctx("log p(y | z)")?, probs))
+}
+
+/// `prior_log_density` and `classifier` at `z`, in one evaluation of the prior network.
+fn prior_and_classifier(
+    s: &Session,
+    latent: &str,
+    z: &Tensor,
+    params: &ParamMode,
+) -> Result<[Tensor; 2]> {
+    let outs =
+        s.exec
+            .call_together(&["prior_log_density", "classifier"], &[(latent, z)], params)?;
+    let [log_p, probs]: [Tensor; 2] = outs.try_into().expect("two functions");
+    Ok([log_p, probs])
 }
 
 /// Fraction of rows of `probs` [B, K] whose argmax is the label.
