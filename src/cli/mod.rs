@@ -86,7 +86,8 @@ pub enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
-        /// CPU threads (default: 1 for small models such as the 8×8 digits, else every core).
+        /// CPU threads (default: 1 for models of dense layers only or small inputs such as the 8×8
+        /// digits, else every core).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
     },

@@ -88,6 +88,21 @@ pub enum RuntimeError {
     )]
     Unsupported { what: String },
 
+    /// contrastive_divergence on an energy whose latent the compiler could not integrate out.
+    #[error(
+        "contrastive_divergence cannot train this spec: the energy depends on the latent and no \
+         closed-form marginal energy E(x) was derived ({reason}), so SGLD has no energy of the \
+         data alone to sample"
+    )]
+    #[diagnostic(
+        code(ebmc::run::no_marginal_energy),
+        help(
+            "write the energy in a conjugate form in the latent (docs/conjugacy.md lists them); \
+             `ebmc ir` shows the compiler's note and the plan"
+        )
+    )]
+    NoMarginalEnergy { reason: String },
+
     /// Saved state (RNG, optimizer) could not be decoded.
     #[error("corrupt {what}: {message}")]
     #[diagnostic(

@@ -44,17 +44,15 @@ pub fn data_energy(exec: &Executor, observed: &str) -> Result<DataEnergy> {
             grad: "energy_grad_x",
         });
     }
-    let why = exec.program().notes.join("; ");
-    Err(RuntimeError::Unsupported {
-        what: format!(
-            "SGLD in data space on an energy with a latent but no closed-form marginal E(x) (the energy is not conjugate{})",
-            if why.is_empty() {
-                String::new()
-            } else {
-                format!(": {why}")
-            }
-        ),
-    })
+    // The conjugacy pass's note says why: "no closed-form posterior for z: <reason> (recognised: …)".
+    let reason = exec
+        .program()
+        .notes
+        .iter()
+        .find_map(|n| n.strip_prefix("no closed-form posterior for "))
+        .map(|n| n.split(" (recognised:").next().unwrap_or(n).to_string())
+        .unwrap_or_else(|| "the energy is not conjugate in its latent".into());
+    Err(RuntimeError::NoMarginalEnergy { reason })
 }
 
 /// Runs `cfg.steps` SGLD steps from `x0`. Returns the final state and the mean energy at each step's
