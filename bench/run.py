@@ -121,6 +121,11 @@ def measure(jobs, exe, args, rounds):
                 # own default would busy-wait a second OpenMP thread where ebmc uses one).
                 cmd = [args.python, str(ROOT / "bench" / "torch_bench.py"), job["workload"]]
                 job.setdefault("pytorch", []).append(invoke(cmd + flags(job, ebmc["threads"])))
+                # Where ebmc chose fewer threads than the machine has, PyTorch also runs on every
+                # core: the table compares ebmc with PyTorch at its faster count too.
+                cores = os.cpu_count() or 1
+                if not args.threads and ebmc["threads"] < cores:
+                    job.setdefault("pytorch_all_cores", []).append(invoke(cmd + flags(job, cores)))
 
 
 def med(runs):
@@ -217,13 +222,16 @@ def fmt_ms(s):
 
 
 def table(rows):
-    out = ["| workload | ebmc ms | PyTorch ms | ebmc / PyTorch | compute floor ms | target | met |",
-           "|---|---:|---:|---:|---:|---|---|"]
+    out = ["| workload | threads | ebmc ms | PyTorch ms, same threads | PyTorch ms, best threads | "
+           "ebmc / PyTorch (best) | compute floor ms | target | met |",
+           "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "—"
+        ratio = f"{r['ratio_best']:.2f}" if r["ratio_best"] is not None else "—"
         met = "yes" if r["met"] else "no" if r["met"] is not None else "—"
-        out.append(f"| {r['label']} | {fmt_ms(r['ebmc_s'])} | {fmt_ms(r['pytorch_s'])} | {ratio} | "
-                   f"{fmt_ms(r['floor_s'])} | {r['target']} | {met} |")
+        best = (f"{fmt_ms(r['pytorch_best_s'])} ({r['pytorch_best_threads']})"
+                if r["pytorch_best_s"] is not None else "—")
+        out.append(f"| {r['label']} | {r['ebmc_threads']} | {fmt_ms(r['ebmc_s'])} | {fmt_ms(r['pytorch_s'])} | "
+                   f"{best} | {ratio} | {fmt_ms(r['floor_s'])} | {r['target']} | {met} |")
     return "\n".join(out)
 
 
@@ -231,13 +239,20 @@ def summary_rows(jobs, gflops):
     rows = []
     for job in jobs:
         e, p = med(job.get("ebmc", [])), med(job.get("pytorch", []))
+        p_all = med(job.get("pytorch_all_cores", []))
         ratio = e / p if e and p else None
+        # PyTorch at whichever thread count was faster: the targets are judged against it.
+        best, best_threads = p, job["pytorch"][0]["threads"] if job.get("pytorch") else None
+        if p_all is not None and p_all < p:
+            best, best_threads = p_all, job["pytorch_all_cores"][0]["threads"]
+        ratio_best = e / best if e and best else None
         fl = flop(job["workload"], job["batch"], job.get("latent"))
         target, ok = TARGETS[job["workload"]]
-        met = ok(ratio, e) if (ratio is not None or job["workload"] == "compile") else None
+        met = ok(ratio_best, e) if (ratio_best is not None or job["workload"] == "compile") else None
         rows.append({
             "workload": job["workload"], "label": job["label"], "batch": job["batch"],
             "ebmc_s": e, "pytorch_s": p, "ratio": ratio,
+            "pytorch_best_s": best, "pytorch_best_threads": best_threads, "ratio_best": ratio_best,
             "floor_s": fl / gflops / 1e9 if fl and gflops else None, "flop": fl,
             "ebmc_threads": job["ebmc"][0]["threads"],
             "pytorch_threads": job["pytorch"][0]["threads"] if job.get("pytorch") else None,
@@ -356,7 +371,7 @@ def main():
         "machine": machine(), "versions": versions(args.python),
         "threads_policy": f"both pinned to {args.threads}" if args.threads else
         "ebmc: as `ebmc run` chooses for the spec (RAYON_NUM_THREADS; CANDLE_NUM_THREADS=1); "
-        "PyTorch: torch.set_num_threads with the same count",
+        "PyTorch: torch.set_num_threads with the same count, and with every core where ebmc chose fewer",
         "loadavg_start": load0, "loadavg_end": os.getloadavg()[0],
         "attainable_gflops": gflops, "gemm": gemm,
         "summary": rows, "main": main_jobs, "scaling": scaling,
