@@ -25,10 +25,9 @@
 //! No second-order gradients. Only CPU tensors in f32/f64 take this path; other devices (CUDA)
 //! and dtypes keep candle's own convolutions.
 
-use super::host::{tensor, try_with_slice};
+use super::host::{Precomputed, tensor, try_with_slice};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
-use std::sync::Mutex;
 
 /// The geometry shared by `im2col` and `col2im`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -517,13 +516,8 @@ impl Conv {
                 _ => unreachable!(),
             };
         }
-        x.apply_op2(
-            w,
-            Node {
-                conv: self,
-                result: Mutex::new(Some(storage)),
-            },
-        )
+        let result = Precomputed::new(storage, self.out_shape());
+        x.apply_op2(w, Node { conv: self, result })
     }
 }
 
@@ -531,7 +525,7 @@ impl Conv {
 /// GEMMs run outside candle's storage locks) and is handed over once by `cpu_fwd`.
 struct Node {
     conv: Conv,
-    result: Mutex<Option<CpuStorage>>,
+    result: Precomputed,
 }
 
 impl CustomOp2 for Node {
@@ -550,11 +544,7 @@ impl CustomOp2 for Node {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let taken = self.result.lock().map(|mut r| r.take()).ok().flatten();
-        match taken {
-            Some(s) => Ok((s, self.conv.out_shape())),
-            None => candle_core::bail!("{}: the result was already taken", self.name()),
-        }
+        self.result.take(self.name())
     }
 
     fn bwd(

@@ -1,8 +1,9 @@
 //! Host-memory access to CPU tensors, for the fused loops that replace chains of candle ops on the
 //! CPU (Langevin update, Adam, swish, leaky ReLU, im2col). Other devices keep the tensor ops.
 
-use candle_core::{Device, Result, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, Device, Result, Shape, Storage, Tensor, WithDType};
 use std::ops::Neg;
+use std::sync::Mutex;
 
 /// Calls `f` on the data of a contiguous CPU tensor of dtype `T`. Errors (never panics) on
 /// another device, dtype or a strided layout: callers make the tensor contiguous first.
@@ -50,5 +51,29 @@ impl HostFloat for f32 {
 impl HostFloat for f64 {
     fn sqrt(self) -> Self {
         f64::sqrt(self)
+    }
+}
+
+/// The forward result of a custom op computed before its autograd node is made (so that the work
+/// runs outside candle's storage locks), handed to candle once by the op's `cpu_fwd`.
+pub struct Precomputed {
+    result: Mutex<Option<CpuStorage>>,
+    shape: Shape,
+}
+
+impl Precomputed {
+    pub fn new(result: CpuStorage, shape: Shape) -> Self {
+        Precomputed {
+            result: Mutex::new(Some(result)),
+            shape,
+        }
+    }
+
+    /// The result, once; `op` names the custom op in the error of a second call.
+    pub fn take(&self, op: &str) -> Result<(CpuStorage, Shape)> {
+        match self.result.lock().map(|mut r| r.take()).ok().flatten() {
+            Some(s) => Ok((s, self.shape.clone())),
+            None => candle_core::bail!("{op}: the result was already taken"),
+        }
     }
 }

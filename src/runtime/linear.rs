@@ -4,33 +4,31 @@
 //! an encoder's first layer: as much work as the layer's forward) and accumulates the weight's
 //! gradient through a strided transpose.
 
-use super::host::is_host_float;
+use super::host::{Precomputed, is_host_float};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
-use std::sync::Mutex;
 
 /// `x · wᵀ (+ b)` for `x: [rows, i]`, `w: [o, i]`, `b: [o]`; differentiable w.r.t. all three.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let x = x.contiguous()?;
+    let tracked = x.track_op() || w.track_op() || b.is_some_and(|b| b.track_op());
+    if tracked && !is_host_float(&x) {
+        // Off the CPU: candle's ops and their gradients.
+        let y = x.matmul(&w.t()?)?;
+        return match b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        };
+    }
     let y = x.detach().matmul(&w.detach().t()?)?;
     let y = match b {
         Some(b) => y.broadcast_add(&b.detach())?,
         None => y,
     };
-    let tracked = x.track_op() || w.track_op() || b.is_some_and(|b| b.track_op());
-    if !tracked || !is_host_float(&y) {
-        if tracked {
-            // Off the CPU: candle's ops and their gradients.
-            let y = x.matmul(&w.t()?)?;
-            return match b {
-                Some(b) => y.broadcast_add(b),
-                None => Ok(y),
-            };
-        }
+    if !tracked {
         return Ok(y);
     }
     let node = Node {
-        result: Mutex::new(Some(host_storage(&y)?)),
-        shape: y.shape().clone(),
+        result: Precomputed::new(host_storage(&y)?, y.shape().clone()),
     };
     match b {
         Some(b) => x.apply_op3(w, b, node),
@@ -50,18 +48,10 @@ fn host_storage(t: &Tensor) -> Result<CpuStorage> {
 /// A dense layer in the autograd graph; its forward result was computed beforehand and is handed
 /// over once by `cpu_fwd`.
 struct Node {
-    result: Mutex<Option<CpuStorage>>,
-    shape: Shape,
+    result: Precomputed,
 }
 
 impl Node {
-    fn take(&self) -> Result<(CpuStorage, Shape)> {
-        match self.result.lock().map(|mut r| r.take()).ok().flatten() {
-            Some(s) => Ok((s, self.shape.clone())),
-            None => candle_core::bail!("ebmc-linear: the result was already taken"),
-        }
-    }
-
     /// The gradients w.r.t. x and w that the graph needs.
     fn grads(x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let gx = if x.track_op() {
@@ -90,7 +80,7 @@ impl CustomOp2 for Node {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        self.take()
+        self.result.take("ebmc-linear")
     }
 
     fn bwd(
@@ -118,7 +108,7 @@ impl CustomOp3 for Node {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        self.take()
+        self.result.take("ebmc-linear")
     }
 
     fn bwd(

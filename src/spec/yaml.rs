@@ -336,18 +336,9 @@ impl<'a> Builder<'a> {
                 // YAML split at commas are set aside (`{f: adam(lr = 1, betas = (0.5, 0.9))}`).
                 Some(k) if *flow => entries.push((k, node)),
                 Some(k) => {
-                    if let Some(s) = k.scalar() {
-                        if let Some(&first) = seen.get(&s.value) {
-                            self.errors.push(SpecError::DuplicateKey {
-                                key: s.value.clone(),
-                                first,
-                                second: k.span,
-                            });
-                            return;
-                        }
-                        seen.insert(s.value.clone(), k.span);
+                    if first_occurrence(seen, &k, &mut self.errors) {
+                        entries.push((k, node));
                     }
-                    entries.push((k, node));
                 }
             },
         }
@@ -669,21 +660,34 @@ impl<'a> Builder<'a> {
             if piece(&k) {
                 continue;
             }
-            if let Some(s) = k.scalar() {
-                if let Some(&first) = seen.get(&s.value) {
-                    self.errors.push(SpecError::DuplicateKey {
-                        key: s.value.clone(),
-                        first,
-                        second: k.span,
-                    });
-                    continue;
-                }
-                seen.insert(s.value.clone(), k.span);
+            if first_occurrence(seen, &k, &mut self.errors) {
+                kept.push((k, v));
             }
-            kept.push((k, v));
         }
         *entries = kept;
     }
+}
+
+/// Records the mapping key `k` in `seen`; a scalar key met before is a `DuplicateKey` error
+/// (pushed to `errors`) and returns false.
+fn first_occurrence(
+    seen: &mut HashMap<String, Span>,
+    k: &Node,
+    errors: &mut Vec<SpecError>,
+) -> bool {
+    let Some(s) = k.scalar() else {
+        return true;
+    };
+    if let Some(&first) = seen.get(&s.value) {
+        errors.push(SpecError::DuplicateKey {
+            key: s.value.clone(),
+            first,
+            second: k.span,
+        });
+        return false;
+    }
+    seen.insert(s.value.clone(), k.span);
+    true
 }
 
 /// The spans (start, end) of the items YAML split at commas among a flow collection's children:
