@@ -840,14 +840,12 @@ fn swish_and_sigmoid_host<T: WithDType>(
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let x = x.contiguous()?;
     let one = T::from_f64(1.0);
+    // silu: v / (1 + e); sigmoid: (e + 1).recip(), with e = exp(−v). The `exp` calls are one
+    // pass; the divisions two more that vectorise (the sigmoid's in place over the denominators).
     let (sw, sg) = host::with_slice(&x, |xs: &[T]| {
-        let (mut sw, mut sg) = (Vec::with_capacity(xs.len()), Vec::with_capacity(xs.len()));
-        for &v in xs {
-            // silu: v / (1 + e); sigmoid: (e + 1).recip(), with e = exp(−v).
-            let d = one + exp_neg(v);
-            sw.push(v / d);
-            sg.push(one / d);
-        }
+        let d: Vec<T> = xs.iter().map(|&v| one + exp_neg(v)).collect();
+        let sw: Vec<T> = xs.iter().zip(&d).map(|(&v, &d)| v / d).collect();
+        let sg: Vec<T> = d.into_iter().map(|d| one / d).collect();
         (sw, sg)
     })?;
     Ok((host::tensor(sw, x.dims())?, host::tensor(sg, x.dims())?))
