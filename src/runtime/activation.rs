@@ -32,34 +32,28 @@ struct LeakyReluGrad {
     slope: f64,
 }
 
-/// Applies `f` to the contiguous f32 or f64 data of `s`.
-fn map1(s: &CpuStorage, l: &Layout, f: impl Map) -> Result<CpuStorage> {
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("leaky_relu: expected a contiguous tensor");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(CpuStorage::F32(f.map(&v[a..b]))),
-        CpuStorage::F64(v) => Ok(CpuStorage::F64(f.map(&v[a..b]))),
-        other => candle_core::bail!("leaky_relu: unsupported dtype {:?}", other.dtype()),
-    }
+/// `x > 0 ? x : s·x`. The `+ 0` is what candle's `affine(s, 0)` adds (−0 becomes +0, as in the
+/// tensor-op form). Both sides computed, then selected: a branch-free loop that LLVM vectorises.
+fn forward<T: WithDType>(xs: &[T], slope: f64) -> Vec<T> {
+    let (zero, s) = (T::zero(), T::from_f64(slope));
+    xs.iter()
+        .map(|&v| {
+            let neg = v * s + zero;
+            if v > zero { v } else { neg }
+        })
+        .collect()
 }
 
-trait Map {
-    fn map<T: WithDType>(&self, xs: &[T]) -> Vec<T>;
-}
-
-impl Map for &LeakyRelu {
-    fn map<T: WithDType>(&self, xs: &[T]) -> Vec<T> {
-        let (zero, s) = (T::zero(), T::from_f64(self.slope));
-        // `+ 0` as candle's `affine(s, 0)` adds it: −0 becomes +0, as in the tensor-op form.
-        // Both sides computed, then selected: a branch-free loop that LLVM vectorises.
-        xs.iter()
-            .map(|&v| {
-                let neg = v * s + zero;
-                if v > zero { v } else { neg }
-            })
-            .collect()
-    }
+/// `g · (x > 0 ? 1 : s)`, branch-free as [`forward`].
+fn backward<T: WithDType>(x: &[T], g: &[T], slope: f64) -> Vec<T> {
+    let (zero, s) = (T::zero(), T::from_f64(slope));
+    x.iter()
+        .zip(g)
+        .map(|(&x, &g)| {
+            let neg = g * s;
+            if x > zero { g } else { neg }
+        })
+        .collect()
 }
 
 impl CustomOp1 for LeakyRelu {
@@ -68,7 +62,15 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((map1(s, l, self)?, l.shape().clone()))
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("leaky_relu: expected a contiguous tensor");
+        };
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(forward(&v[a..b], self.slope)),
+            CpuStorage::F64(v) => CpuStorage::F64(forward(&v[a..b], self.slope)),
+            other => candle_core::bail!("leaky_relu: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -94,22 +96,12 @@ impl CustomOp2 for LeakyReluGrad {
         else {
             candle_core::bail!("leaky_relu backward: expected contiguous tensors");
         };
-        fn go<T: WithDType>(x: &[T], g: &[T], slope: f64) -> Vec<T> {
-            let (zero, s) = (T::zero(), T::from_f64(slope));
-            x.iter()
-                .zip(g)
-                .map(|(&x, &g)| {
-                    let neg = g * s;
-                    if x > zero { g } else { neg }
-                })
-                .collect()
-        }
         let out = match (xs, gs) {
             (CpuStorage::F32(x), CpuStorage::F32(g)) => {
-                CpuStorage::F32(go(&x[xa..xb], &g[ga..gb], self.slope))
+                CpuStorage::F32(backward(&x[xa..xb], &g[ga..gb], self.slope))
             }
             (CpuStorage::F64(x), CpuStorage::F64(g)) => {
-                CpuStorage::F64(go(&x[xa..xb], &g[ga..gb], self.slope))
+                CpuStorage::F64(backward(&x[xa..xb], &g[ga..gb], self.slope))
             }
             _ => candle_core::bail!("leaky_relu backward: unsupported dtypes"),
         };

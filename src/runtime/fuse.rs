@@ -15,9 +15,9 @@
 //! shape (no broadcasting). It runs fused on the CPU, in f32/f64, off the autograd tape; elsewhere
 //! its nodes are evaluated one by one as usual.
 
-use super::host::{HostFloat, is_host_float, tensor};
+use super::host::{HostFloat, is_host_float, tensor, with_slices};
 use crate::ir::{Binary, NodeId, Op, Program, Unary};
-use candle_core::{DType, Result, Storage, Tensor};
+use candle_core::{DType, Result, Tensor};
 use std::collections::{HashMap, HashSet};
 
 /// Elements per tile: the tiles of a group's nodes stay in the L1 cache.
@@ -200,37 +200,27 @@ impl Group {
     }
 
     fn run<T: HostFloat>(&self, leaves: &[Tensor]) -> Result<Tensor> {
-        let guards: Vec<_> = leaves.iter().map(|t| t.storage_and_layout()).collect();
-        let mut data: Vec<&[T]> = Vec::with_capacity(guards.len());
-        for (storage, layout) in &guards {
-            let Storage::Cpu(s) = &**storage else {
-                candle_core::bail!("internal error: fused group on a non-CPU tensor");
-            };
-            let Some((a, b)) = layout.contiguous_offsets() else {
-                candle_core::bail!("internal error: fused group on a strided tensor");
-            };
-            data.push(&T::cpu_storage_as_slice(s)?[a..b]);
-        }
         let n = leaves[0].elem_count();
-        let mut out = Vec::with_capacity(n);
-        let mut tiles = vec![[T::zero(); TILE]; self.code.len()];
-        let mut start = 0;
-        while start < n {
-            let len = TILE.min(n - start);
-            for (j, instr) in self.code.iter().enumerate() {
-                let (done, rest) = tiles.split_at_mut(j);
-                let operand = |s: Src| match s {
-                    Src::Leaf(k) => Operand::Slice(&data[k][start..start + len]),
-                    Src::Member(m) => Operand::Slice(&done[m][..len]),
-                    Src::Const(c) => Operand::Scalar(T::from_f64(c)),
-                };
-                apply(*instr, &mut rest[0][..len], operand);
+        let out = with_slices(leaves, |data: &[&[T]]| {
+            let mut out = Vec::with_capacity(n);
+            let mut tiles = vec![[T::zero(); TILE]; self.code.len()];
+            let mut start = 0;
+            while start < n {
+                let len = TILE.min(n - start);
+                for (j, instr) in self.code.iter().enumerate() {
+                    let (done, rest) = tiles.split_at_mut(j);
+                    let operand = |s: Src| match s {
+                        Src::Leaf(k) => Operand::Slice(&data[k][start..start + len]),
+                        Src::Member(m) => Operand::Slice(&done[m][..len]),
+                        Src::Const(c) => Operand::Scalar(T::from_f64(c)),
+                    };
+                    apply(*instr, &mut rest[0][..len], operand);
+                }
+                out.extend_from_slice(&tiles[self.code.len() - 1][..len]);
+                start += len;
             }
-            out.extend_from_slice(&tiles[self.code.len() - 1][..len]);
-            start += len;
-        }
-        drop(data);
-        drop(guards);
+            out
+        })?;
         tensor(out, leaves[0].dims())
     }
 }

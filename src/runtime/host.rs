@@ -1,7 +1,7 @@
 //! Host-memory access to CPU tensors, for the fused loops that replace chains of candle ops on the
 //! CPU (Langevin update, Adam, swish, leaky ReLU, im2col). Other devices keep the tensor ops.
 
-use candle_core::{CpuStorage, Device, Result, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, Device, Layout, Result, Shape, Storage, Tensor, WithDType};
 use std::ops::Neg;
 use std::sync::Mutex;
 
@@ -9,7 +9,27 @@ use std::sync::Mutex;
 /// another device, dtype or a strided layout: callers make the tensor contiguous first.
 pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(s) = &*storage else {
+    Ok(f(slice_of(t, &storage, layout)?))
+}
+
+/// [`with_slice`] for several tensors of one dtype at once.
+pub fn with_slices<T: WithDType, R>(ts: &[Tensor], f: impl FnOnce(&[&[T]]) -> R) -> Result<R> {
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let data = ts
+        .iter()
+        .zip(&guards)
+        .map(|(t, (storage, layout))| slice_of(t, storage, layout))
+        .collect::<Result<Vec<&[T]>>>()?;
+    Ok(f(&data))
+}
+
+/// The data of `t` (whose storage and layout are given) as a slice.
+fn slice_of<'a, T: WithDType>(
+    t: &Tensor,
+    storage: &'a Storage,
+    layout: &Layout,
+) -> Result<&'a [T]> {
+    let Storage::Cpu(s) = storage else {
         candle_core::bail!(
             "internal error: a host loop was given a {:?} tensor",
             t.device()
@@ -17,7 +37,7 @@ pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Res
     };
     let data = T::cpu_storage_as_slice(s)?;
     match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(f(&data[a..b])),
+        Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("internal error: a host loop was given a strided tensor"),
     }
 }
