@@ -209,32 +209,27 @@ fn amortized_ssl(_p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
 /// Paper 003 with the authors' code: noisy data, SGLD from a replay buffer on the marginal energy,
 /// one step on E(data) − E(model) + c·(E(data)² + E(model)²).
 ///
-/// SGLD needs an energy of x alone: the closed-form marginal E(x) when the conjugacy pass derived
-/// one, else the energy itself when it reads only x (the rule of `runtime::replay::data_energy`).
-/// An energy of x and a latent without a closed form has neither: the plan says that training is
-/// not supported instead of naming `energy_grad_x`, whose gradient needs a z nothing provides.
+/// SGLD needs an energy of x alone (`Program::data_space_energy`). An energy of x and a latent
+/// without a closed form has none: the plan says that training is not supported instead of naming
+/// `energy_grad_x`, whose gradient needs a z nothing provides.
 fn contrastive_divergence(p: &Program, spec: &CheckedSpec) -> Vec<PlanStep> {
     let l = &spec.learn;
     let observed = spec
         .variables
         .iter()
         .find(|v| v.observed && v.is_continuous())
-        .map(|v| v.name.as_str());
-    let latents: Vec<&str> = p
-        .function("energy")
-        .map(|f| {
-            f.inputs
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .filter(|n| Some(*n) != observed)
-                .collect()
-        })
-        .unwrap_or_default();
-    let (energy, grad) = if has(p, "marginal_energy") {
-        ("marginal_energy", "marginal_energy_grad")
-    } else if latents.is_empty() {
-        ("energy", "energy_grad_x")
-    } else {
+        .map_or("", |v| v.name.as_str());
+    let Some((energy, grad)) = p.data_space_energy(observed) else {
+        let latents: Vec<&str> = p
+            .function("energy")
+            .map(|f| {
+                f.inputs
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .filter(|n| *n != observed)
+                    .collect()
+            })
+            .unwrap_or_default();
         let list = latents
             .iter()
             .map(|n| format!("`{n}`"))

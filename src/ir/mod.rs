@@ -241,6 +241,20 @@ impl Program {
     pub fn param(&self, path: &str) -> Option<&ParamInfo> {
         self.params.iter().find(|p| p.path == path)
     }
+
+    /// The energy of the data alone that data-space SGLD samples with, as `(energy, gradient)`
+    /// functions: the closed-form marginal E(x) when the conjugacy pass derived one, else the
+    /// energy itself when it reads only `observed`. `None` for an energy of x and a latent without
+    /// a closed form. The learning plan and the runtime both follow this rule.
+    pub fn data_space_energy(&self, observed: &str) -> Option<(&'static str, &'static str)> {
+        if self.function("marginal_energy_grad").is_some() {
+            return Some(("marginal_energy", "marginal_energy_grad"));
+        }
+        let only_x = self
+            .function("energy")
+            .is_some_and(|f| f.inputs.iter().all(|(n, _)| n == observed));
+        (only_x && self.function("energy_grad_x").is_some()).then_some(("energy", "energy_grad_x"))
+    }
 }
 
 /// One step of the learning plan.

@@ -29,20 +29,8 @@ pub struct DataEnergy {
 /// The data-space energy of a program: the marginal energy E(x) when the compiler summed a
 /// conjugate latent out in closed form, else the energy itself when it depends on `observed` only.
 pub fn data_energy(exec: &Executor, observed: &str) -> Result<DataEnergy> {
-    if exec.has_function("marginal_energy_grad") {
-        return Ok(DataEnergy {
-            energy: "marginal_energy",
-            grad: "marginal_energy_grad",
-        });
-    }
-    let only_x = exec
-        .inputs_of("energy")
-        .is_ok_and(|ins| ins.iter().all(|(n, _)| n == observed));
-    if only_x && exec.has_function("energy_grad_x") {
-        return Ok(DataEnergy {
-            energy: "energy",
-            grad: "energy_grad_x",
-        });
+    if let Some((energy, grad)) = exec.program().data_space_energy(observed) {
+        return Ok(DataEnergy { energy, grad });
     }
     // The conjugacy pass's note says why: "no closed-form posterior for z: <reason> (recognised: …)".
     let reason = exec
