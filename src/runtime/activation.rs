@@ -3,7 +3,7 @@
 //! of `maximum` six more (two comparisons, conversions, a division); the MLPs of every spec use
 //! it. Other devices and dtypes keep the tensor ops.
 
-use super::host::is_host_float;
+use super::host::{is_host_float, par_filled};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
@@ -36,24 +36,23 @@ struct LeakyReluGrad {
 /// tensor-op form). Both sides computed, then selected: a branch-free loop that LLVM vectorises.
 fn forward<T: WithDType>(xs: &[T], slope: f64) -> Vec<T> {
     let (zero, s) = (T::zero(), T::from_f64(slope));
-    xs.iter()
-        .map(|&v| {
+    par_filled(xs.len(), |start, out| {
+        for (y, &v) in out.iter_mut().zip(&xs[start..]) {
             let neg = v * s + zero;
-            if v > zero { v } else { neg }
-        })
-        .collect()
+            *y = if v > zero { v } else { neg };
+        }
+    })
 }
 
 /// `g · (x > 0 ? 1 : s)`, branch-free as [`forward`].
 fn backward<T: WithDType>(x: &[T], g: &[T], slope: f64) -> Vec<T> {
     let (zero, s) = (T::zero(), T::from_f64(slope));
-    x.iter()
-        .zip(g)
-        .map(|(&x, &g)| {
+    par_filled(x.len(), |start, out| {
+        for ((y, &x), &g) in out.iter_mut().zip(&x[start..]).zip(&g[start..]) {
             let neg = g * s;
-            if x > zero { g } else { neg }
-        })
-        .collect()
+            *y = if x > zero { g } else { neg };
+        }
+    })
 }
 
 impl CustomOp1 for LeakyRelu {
@@ -136,7 +135,17 @@ mod tests {
                 .unwrap();
             // Strided input: the op makes it contiguous first.
             let x2 = Tensor::stack(&[&x, &x], 1).unwrap().t().unwrap();
+            // More elements than one task of the parallel pass takes.
+            let big = (0..50_000).map(|i| ((i * 7919) % 2001) as f64 / 100.0 - 10.0);
+            let x3 = Tensor::from_iter(big, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
             for s in [0.0, 0.2, 1.0, 1.5, -0.3] {
+                assert_eq!(
+                    bit_pattern(&leaky_relu(&x3, s).unwrap()),
+                    bit_pattern(&by_ops(&x3, s))
+                );
                 assert_eq!(
                     bit_pattern(&leaky_relu(&x, s).unwrap()),
                     bit_pattern(&by_ops(&x, s))
@@ -160,5 +169,23 @@ mod tests {
         let g = y.backward().unwrap();
         let gx: Vec<f32> = g.get(x.as_tensor()).unwrap().to_vec1().unwrap();
         assert_eq!(gx, vec![0.2, 0.4, 0.6, 4.0, 5.0]);
+
+        // More elements than one task of the parallel pass takes.
+        let n = 50_000;
+        let xs: Vec<f32> = (0..n)
+            .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        let ws: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let x = Var::from_vec(xs.clone(), n, &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(ws.clone(), n, &Device::Cpu).unwrap();
+        let y = (leaky_relu(x.as_tensor(), 0.2).unwrap() * &w).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let gx: Vec<f32> = g.get(x.as_tensor()).unwrap().to_vec1().unwrap();
+        let want: Vec<f32> = xs
+            .iter()
+            .zip(&ws)
+            .map(|(&x, &w)| if x > 0.0 { w } else { w * 0.2 })
+            .collect();
+        assert_eq!(gx, want);
     }
 }

@@ -836,18 +836,31 @@ fn swish_and_sigmoid(x: &Tensor) -> candle_core::Result<Option<(Tensor, Tensor)>
 
 fn swish_and_sigmoid_host<T: WithDType>(
     x: &Tensor,
-    exp_neg: impl Fn(T) -> T,
+    exp_neg: impl Fn(T) -> T + Sync,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let x = x.contiguous()?;
     let one = T::from_f64(1.0);
     // silu: v / (1 + e); sigmoid: (e + 1).recip(), with e = exp(−v). The `exp` calls are one
     // pass; the divisions two more that vectorise (the sigmoid's in place over the denominators).
-    let (sw, sg) = host::with_slice(&x, |xs: &[T]| {
-        let d: Vec<T> = xs.iter().map(|&v| one + exp_neg(v)).collect();
-        let sw: Vec<T> = xs.iter().zip(&d).map(|(&v, &d)| v / d).collect();
-        let sg: Vec<T> = d.into_iter().map(|d| one / d).collect();
-        (sw, sg)
+    let mut out = vec![vec![T::zero(); x.elem_count()]; 2];
+    host::with_slice(&x, |xs: &[T]| {
+        host::par_fill(&mut out, |start, chunks| {
+            let [sw, sg] = chunks else {
+                unreachable!("two outputs")
+            };
+            let xs = &xs[start..start + sw.len()];
+            sg.iter_mut()
+                .zip(xs)
+                .for_each(|(d, &v)| *d = one + exp_neg(v));
+            sw.iter_mut()
+                .zip(xs)
+                .zip(sg.iter())
+                .for_each(|((s, &v), &d)| *s = v / d);
+            sg.iter_mut().for_each(|d| *d = one / *d);
+        })
     })?;
+    let sg = out.pop().expect("two outputs");
+    let sw = out.pop().expect("two outputs");
     Ok((host::tensor(sw, x.dims())?, host::tensor(sg, x.dims())?))
 }
 

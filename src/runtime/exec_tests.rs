@@ -922,9 +922,10 @@ fn sampler_function_timings() {
 fn swish_and_sigmoid_in_one_pass_are_candles_bits() {
     let mut rng = Rng::new(21);
     for dtype in [DType::F32, DType::F64] {
-        // Large magnitudes too (exp overflows to inf for very negative x), and a transposed view.
+        // Large magnitudes too (exp overflows to inf for very negative x), a transposed view, and
+        // more elements than one task of the parallel pass takes.
         let x = rng
-            .normal(&[6, 40], 0.0, 30.0, &DEV, dtype)
+            .normal(&[6, 10_000], 0.0, 30.0, &DEV, dtype)
             .unwrap()
             .t()
             .unwrap();
@@ -995,7 +996,8 @@ fn fused_loops_give_the_bits_of_the_nodes_evaluated_alone() {
     let bits = crate::runtime::bit_pattern;
     for (spec, f, batch) in [
         ("specs/ssl_mnist.yaml", "prior_grad", 7),
-        ("specs/cebm_gmm.yaml", "marginal_energy_grad", 3),
+        // 30 digits: the first layer's 61,440 activations take several tasks of the parallel loop.
+        ("specs/cebm_gmm.yaml", "marginal_energy_grad", 30),
         ("specs/lebm_mnist.yaml", "posterior_grad", 2),
     ] {
         let (_, program) = compile(&root.join(spec));

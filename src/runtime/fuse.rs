@@ -15,7 +15,7 @@
 //! shape (no broadcasting). It runs fused on the CPU, in f32/f64, off the autograd tape; elsewhere
 //! its nodes are evaluated one by one as usual.
 
-use super::host::{HostFloat, is_host_float, tensor, with_slices};
+use super::host::{HostFloat, is_host_float, par_filled, tensor, with_slices};
 use crate::ir::{Binary, NodeId, Op, Program, Unary};
 use candle_core::{DType, Result, Tensor};
 use std::collections::{HashMap, HashSet};
@@ -202,24 +202,22 @@ impl Group {
     fn run<T: HostFloat>(&self, leaves: &[Tensor]) -> Result<Tensor> {
         let n = leaves[0].elem_count();
         let out = with_slices(leaves, |data: &[&[T]]| {
-            let mut out = Vec::with_capacity(n);
-            let mut tiles = vec![[T::zero(); TILE]; self.code.len()];
-            let mut start = 0;
-            while start < n {
-                let len = TILE.min(n - start);
-                for (j, instr) in self.code.iter().enumerate() {
-                    let (done, rest) = tiles.split_at_mut(j);
-                    let operand = |s: Src| match s {
-                        Src::Leaf(k) => Operand::Slice(&data[k][start..start + len]),
-                        Src::Member(m) => Operand::Slice(&done[m][..len]),
-                        Src::Const(c) => Operand::Scalar(T::from_f64(c)),
-                    };
-                    apply(*instr, &mut rest[0][..len], operand);
+            par_filled(n, |first, chunk| {
+                let mut tiles = vec![[T::zero(); TILE]; self.code.len()];
+                for (t, dst) in chunk.chunks_mut(TILE).enumerate() {
+                    let (start, len) = (first + t * TILE, dst.len());
+                    for (j, instr) in self.code.iter().enumerate() {
+                        let (done, rest) = tiles.split_at_mut(j);
+                        let operand = |s: Src| match s {
+                            Src::Leaf(k) => Operand::Slice(&data[k][start..start + len]),
+                            Src::Member(m) => Operand::Slice(&done[m][..len]),
+                            Src::Const(c) => Operand::Scalar(T::from_f64(c)),
+                        };
+                        apply(*instr, &mut rest[0][..len], operand);
+                    }
+                    dst.copy_from_slice(&tiles[self.code.len() - 1][..len]);
                 }
-                out.extend_from_slice(&tiles[self.code.len() - 1][..len]);
-                start += len;
-            }
-            out
+            })
         })?;
         tensor(out, leaves[0].dims())
     }

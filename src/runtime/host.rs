@@ -2,6 +2,7 @@
 //! CPU (Langevin update, Adam, swish, leaky ReLU, im2col). Other devices keep the tensor ops.
 
 use candle_core::{CpuStorage, Device, Layout, Result, Shape, Storage, Tensor, WithDType};
+use rayon::prelude::*;
 use std::ops::Neg;
 use std::sync::Mutex;
 
@@ -52,6 +53,37 @@ pub fn tensor<T: WithDType>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor
     Tensor::from_vec(v, shape, &Device::Cpu)
 }
 
+/// Elements per task of [`par_fill`]: below this a split costs more than the loop it shares.
+pub const PAR_GRAIN: usize = 1 << 14;
+
+/// `outs` (of equal length) filled by `fill(start, chunks)` over chunks of [`PAR_GRAIN`] elements
+/// in parallel, where `chunks[k]` is `outs[k][start..start + len]`. Elementwise loops give the
+/// same bits in any split.
+pub fn par_fill<T: WithDType>(outs: &mut [Vec<T>], fill: impl Fn(usize, &mut [&mut [T]]) + Sync) {
+    let n = outs.first().map_or(0, Vec::len);
+    if n <= PAR_GRAIN || rayon::current_num_threads() == 1 {
+        let mut all: Vec<&mut [T]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+        return fill(0, &mut all);
+    }
+    let mut parts: Vec<Vec<&mut [T]>> = (0..n.div_ceil(PAR_GRAIN)).map(|_| Vec::new()).collect();
+    for out in outs.iter_mut() {
+        for (part, chunk) in parts.iter_mut().zip(out.chunks_mut(PAR_GRAIN)) {
+            part.push(chunk);
+        }
+    }
+    parts
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(c, chunks)| fill(c * PAR_GRAIN, chunks));
+}
+
+/// A vector of `n` values filled by `fill(start, chunk)` as in [`par_fill`] (one output).
+pub fn par_filled<T: WithDType>(n: usize, fill: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
+    let mut out = vec![vec![T::zero(); n]];
+    par_fill(&mut out, |start, chunks| fill(start, &mut *chunks[0]));
+    out.pop().unwrap_or_default()
+}
+
 /// Whether the fused host loops apply: a CPU tensor of f32 or f64.
 pub fn is_host_float(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
@@ -95,5 +127,31 @@ impl Precomputed {
             Some(s) => Ok((s, self.shape.clone())),
             None => candle_core::bail!("{op}: the result was already taken"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_fill_covers_every_element_once_across_chunks() {
+        // Several chunks and a ragged last one, on the test harness's multi-threaded pool.
+        let n = 3 * PAR_GRAIN + 17;
+        let mut outs = vec![vec![0.0f32; n]; 2];
+        par_fill(&mut outs, |start, chunks| {
+            let [a, b] = chunks else {
+                panic!("two outputs")
+            };
+            for (i, (a, b)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+                *a += (start + i) as f32;
+                *b += 2.0 * (start + i) as f32;
+            }
+        });
+        let want: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        assert_eq!(outs[0], want);
+        assert_eq!(outs[1], want.iter().map(|v| 2.0 * v).collect::<Vec<_>>());
+        assert_eq!(par_filled(n, |start, out| out.fill(start as f32)).len(), n);
+        assert!(par_filled::<f64>(0, |_, out| assert!(out.is_empty())).is_empty());
     }
 }
