@@ -25,7 +25,10 @@
 //! No second-order gradients. Only CPU tensors in f32/f64 take this path; other devices (CUDA)
 //! and dtypes keep candle's own convolutions.
 
-use super::host::{Precomputed, tensor, try_with_slice};
+mod blocked;
+
+use super::gemm::View;
+use super::host::{HostFloat, Precomputed, tensor, try_with_slice, with_slices};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -68,9 +71,8 @@ const GRAIN: usize = 1 << 15;
 
 /// `cols[(n, i, j), (c, ki, kj)] = big[n, c, i·s − p + ki, j·s − p + kj]` (0 outside).
 fn im2col<T: WithDType>(g: &Geom, big: &[T], cols: &mut [T]) {
-    let zero = T::from_f64(0.0);
-    let (k, kk, row) = (g.k, g.k * g.k, g.row_len());
-    let plane = g.hb * g.wb;
+    let row = g.row_len();
+    let img = g.c * g.hb * g.wb;
     if row == 0 || cols.is_empty() {
         return;
     }
@@ -79,37 +81,41 @@ fn im2col<T: WithDType>(g: &Geom, big: &[T], cols: &mut [T]) {
         .enumerate()
         .for_each(|(t, chunk)| {
             for (q, dst) in chunk.chunks_mut(row).enumerate() {
-                let r = t * per + q;
-                let (nn, ij) = (r / (g.hs * g.ws), r % (g.hs * g.ws));
-                let (i, j) = (ij / g.ws, ij % g.ws);
-                let (ki0, ki1) = g.taps(i * g.s, g.hb);
-                let (kj0, kj1) = g.taps(j * g.s, g.wb);
-                let src = &big[nn * g.c * plane..(nn + 1) * g.c * plane];
-                if ki0 > 0 || ki1 < k || kj0 > 0 || kj1 < k {
-                    dst.fill(zero);
-                }
-                if ki0 == ki1 || kj0 == kj1 {
-                    continue;
-                }
-                let cols0 = j * g.s + kj0 - g.p;
-                // Where no column tap is cut off, the common kernel widths copy fixed-size rows.
-                let rows = (cols0, ki0, ki1, i * g.s);
-                match (k, kj0 == 0 && kj1 == k) {
-                    (3, true) => copy_tap_rows::<T, 3>(g, src, dst, rows),
-                    (4, true) => copy_tap_rows::<T, 4>(g, src, dst, rows),
-                    _ => {
-                        for ch in 0..g.c {
-                            for ki in ki0..ki1 {
-                                let y = i * g.s + ki - g.p;
-                                let at = ch * plane + y * g.wb + cols0;
-                                let d = ch * kk + ki * k;
-                                dst[d + kj0..d + kj1].copy_from_slice(&src[at..at + kj1 - kj0]);
-                            }
-                        }
-                    }
-                }
+                let (nn, ij) = ((t * per + q) / (g.hs * g.ws), (t * per + q) % (g.hs * g.ws));
+                im2col_row(g, &big[nn * img..(nn + 1) * img], ij / g.ws, ij % g.ws, dst);
             }
         });
+}
+
+/// Row `(i, j)` of [`im2col`] for one image `src` (all its channels) into `dst` (`C·k²` values).
+fn im2col_row<T: WithDType>(g: &Geom, src: &[T], i: usize, j: usize, dst: &mut [T]) {
+    let zero = T::from_f64(0.0);
+    let (k, kk, plane) = (g.k, g.k * g.k, g.hb * g.wb);
+    let (ki0, ki1) = g.taps(i * g.s, g.hb);
+    let (kj0, kj1) = g.taps(j * g.s, g.wb);
+    if ki0 > 0 || ki1 < k || kj0 > 0 || kj1 < k {
+        dst.fill(zero);
+    }
+    if ki0 == ki1 || kj0 == kj1 {
+        return;
+    }
+    let cols0 = j * g.s + kj0 - g.p;
+    // Where no column tap is cut off, the common kernel widths copy fixed-size rows.
+    let rows = (cols0, ki0, ki1, i * g.s);
+    match (k, kj0 == 0 && kj1 == k) {
+        (3, true) => copy_tap_rows::<T, 3>(g, src, dst, rows),
+        (4, true) => copy_tap_rows::<T, 4>(g, src, dst, rows),
+        _ => {
+            for ch in 0..g.c {
+                for ki in ki0..ki1 {
+                    let y = i * g.s + ki - g.p;
+                    let at = ch * plane + y * g.wb + cols0;
+                    let d = ch * kk + ki * k;
+                    dst[d + kj0..d + kj1].copy_from_slice(&src[at..at + kj1 - kj0]);
+                }
+            }
+        }
+    }
 }
 
 /// One row of [`im2col`] whose column taps are all inside the image, for kernel width `K`:
@@ -147,7 +153,7 @@ fn copy_tap_rows<T: WithDType, const K: usize>(
 /// on the lebm 128→64 layer.)
 fn col2im<T: WithDType>(g: &Geom, cols: &[T], big: &mut [T]) {
     let zero = T::from_f64(0.0);
-    let (k, kk, row) = (g.k, g.k * g.k, g.row_len());
+    let (kk, row) = (g.k * g.k, g.row_len());
     let plane = g.hb * g.wb;
     if plane == 0 || g.c == 0 {
         return;
@@ -165,40 +171,45 @@ fn col2im<T: WithDType>(g: &Geom, cols: &[T], big: &mut [T]) {
                     out.fill(zero);
                     let c0 = blk * per;
                     let nc = out.len() / plane;
-                    for i in 0..g.hs {
-                        let (ki0, ki1) = g.taps(i * g.s, g.hb);
-                        for j in 0..g.ws {
-                            let (kj0, kj1) = g.taps(j * g.s, g.wb);
-                            if kj0 == kj1 || ki0 == ki1 {
-                                continue;
-                            }
-                            let r = nn * rows_per_image + i * g.ws + j;
-                            let src = &cols[r * row + c0 * kk..r * row + (c0 + nc) * kk];
-                            let x0 = j * g.s + kj0 - g.p;
-                            let w = kj1 - kj0;
-                            // As in im2col: fixed-size rows where no column tap is cut off.
-                            let rows = (x0, ki0, ki1, i * g.s);
-                            match (k, w == k) {
-                                (3, true) => add_tap_rows::<T, 3>(g, src, out, rows),
-                                (4, true) => add_tap_rows::<T, 4>(g, src, out, rows),
-                                _ => {
-                                    for (ch, src) in src.chunks_exact(kk).enumerate() {
-                                        let o = &mut out[ch * plane..(ch + 1) * plane];
-                                        for ki in ki0..ki1 {
-                                            let y = i * g.s + ki - g.p;
-                                            let o = &mut o[y * g.wb + x0..y * g.wb + x0 + w];
-                                            let s = &src[ki * k + kj0..ki * k + kj1];
-                                            for (a, b) in o.iter_mut().zip(s) {
-                                                *a += *b;
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
+                    for ij in 0..rows_per_image {
+                        let r = nn * rows_per_image + ij;
+                        let src = &cols[r * row + c0 * kk..r * row + (c0 + nc) * kk];
+                        col2im_row(g, src, ij / g.ws, ij % g.ws, out);
                     }
                 });
         });
+}
+
+/// Adds row `(i, j)` of the columns, `src` (the taps of some channels), into `out` (the same
+/// channels of one image), as [`col2im`] does.
+fn col2im_row<T: WithDType>(g: &Geom, src: &[T], i: usize, j: usize, out: &mut [T]) {
+    let (k, kk, plane) = (g.k, g.k * g.k, g.hb * g.wb);
+    let (ki0, ki1) = g.taps(i * g.s, g.hb);
+    let (kj0, kj1) = g.taps(j * g.s, g.wb);
+    if kj0 == kj1 || ki0 == ki1 {
+        return;
+    }
+    let x0 = j * g.s + kj0 - g.p;
+    let w = kj1 - kj0;
+    // As in im2col: fixed-size rows where no column tap is cut off.
+    let rows = (x0, ki0, ki1, i * g.s);
+    match (k, w == k) {
+        (3, true) => add_tap_rows::<T, 3>(g, src, out, rows),
+        (4, true) => add_tap_rows::<T, 4>(g, src, out, rows),
+        _ => {
+            for (ch, src) in src.chunks_exact(kk).enumerate() {
+                let o = &mut out[ch * plane..(ch + 1) * plane];
+                for ki in ki0..ki1 {
+                    let y = i * g.s + ki - g.p;
+                    let o = &mut o[y * g.wb + x0..y * g.wb + x0 + w];
+                    let s = &src[ki * k + kj0..ki * k + kj1];
+                    for (a, b) in o.iter_mut().zip(s) {
+                        *a += *b;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The scatter-add of one row of [`col2im`] whose column taps are all inside the image, for kernel
@@ -297,6 +308,12 @@ struct Conv {
     k: usize,
     s: usize,
     p: usize,
+    /// Whether the columns are built block by block ([`blocked`], for small weight matrices)
+    /// instead of chunk by chunk around whole-chunk GEMMs.
+    blocked: bool,
+    /// Values per block of columns of the blocked path ([`blocked::BLOCK_ELEMS`]; smaller in
+    /// tests).
+    block_elems: usize,
     /// Chunking: [`CHUNK_ELEMS`], [`MIN_ROWS`], [`MAX_CHUNK_ELEMS`] (smaller in tests).
     chunk_elems: usize,
     min_rows: usize,
@@ -372,7 +389,68 @@ impl Conv {
         }
     }
 
-    fn forward<T: WithDType>(&self, x: &Tensor, w: &Tensor) -> Result<Vec<T>> {
+    /// `w` as a `[rows, cols]` row-major matrix: `[c_in, c_out·k²]` (transposed) or
+    /// `[c_out, c_in·k²]`; the small grid's channels are the rows.
+    fn w_rows(&self) -> (usize, usize) {
+        let kk = self.k * self.k;
+        if self.transposed {
+            (self.c_in, self.c_out * kk)
+        } else {
+            (self.c_out, self.c_in * kk)
+        }
+    }
+
+    /// The forward pass of [`blocked`]: `x` and `w` contiguous.
+    fn forward_blocked<T: HostFloat>(&self, x: &Tensor, w: &Tensor) -> Result<Vec<T>> {
+        let mut y = zeros::<T>(self.n * self.y_len());
+        let g = self.geom(self.n);
+        let (rows, cols) = self.w_rows();
+        with_slices::<T, _>(&[x.clone(), w.clone()], |d| {
+            let wm = View::row_major(d[1], rows, cols);
+            if self.transposed {
+                blocked::gemm_scatter(&g, self.block_elems, d[0], wm, &mut y);
+            } else {
+                blocked::gather_gemm(&g, self.block_elems, d[0], wm.t(), &mut y);
+            }
+        })?;
+        Ok(y)
+    }
+
+    /// The backward pass of [`blocked`] (as [`Conv::backward`]); all three contiguous.
+    fn backward_blocked<T: HostFloat>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gy: &Tensor,
+        (want_x, want_w): (bool, bool),
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = self.geom(self.n);
+        let (rows, cols) = self.w_rows();
+        let (dx, dw) = with_slices::<T, _>(&[x.clone(), w.clone(), gy.clone()], |d| {
+            let (xs, wm, gs) = (d[0], View::row_major(d[1], rows, cols), d[2]);
+            // The large image and the small grid: (gy, x) transposed, (x, gy) otherwise.
+            let (big, small) = if self.transposed { (gs, xs) } else { (xs, gs) };
+            let dx = want_x.then(|| {
+                let mut dx = zeros::<T>(self.n * self.x_len());
+                if self.transposed {
+                    blocked::gather_gemm(&g, self.block_elems, gs, wm.t(), &mut dx);
+                } else {
+                    blocked::gemm_scatter(&g, self.block_elems, gs, wm, &mut dx);
+                }
+                dx
+            });
+            let dw = want_w.then(|| blocked::weight_grad(&g, self.block_elems, big, small, rows));
+            (dx, dw)
+        })?;
+        let dx = dx.map(|d| tensor(d, x.dims())).transpose()?;
+        let dw = dw.map(|d| tensor(d, w.dims())).transpose()?;
+        Ok((dx, dw))
+    }
+
+    fn forward<T: HostFloat>(&self, x: &Tensor, w: &Tensor) -> Result<Vec<T>> {
+        if self.blocked {
+            return self.forward_blocked(&x.detach().contiguous()?, &w.detach().contiguous()?);
+        }
         let wm = self.w_mat(w)?;
         let x = x.detach().contiguous()?;
         let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
@@ -408,7 +486,7 @@ impl Conv {
     }
 
     /// The gradients w.r.t. `x` and `w` (each only when `want_*`) given the output's `gy`.
-    fn backward<T: WithDType>(
+    fn backward<T: HostFloat>(
         &self,
         x: &Tensor,
         w: &Tensor,
@@ -416,9 +494,13 @@ impl Conv {
         want_x: bool,
         want_w: bool,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let wm = self.w_mat(w)?;
         let x = x.detach().contiguous()?;
         let gy = gy.detach().contiguous()?;
+        if self.blocked {
+            let w = w.detach().contiguous()?;
+            return self.backward_blocked::<T>(&x, &w, &gy, (want_x, want_w));
+        }
+        let wm = self.w_mat(w)?;
         let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
         let mut dx = if want_x {
             zeros::<T>(self.n * self.x_len())
@@ -638,6 +720,8 @@ fn plan_transposed(
         k,
         s: stride,
         p: padding,
+        blocked: c_in * c_out * k * k <= blocked::MAX_WEIGHT_ELEMS,
+        block_elems: blocked::BLOCK_ELEMS,
         chunk_elems: CHUNK_ELEMS,
         min_rows: MIN_ROWS,
         max_chunk_elems: MAX_CHUNK_ELEMS,
@@ -669,6 +753,8 @@ fn plan(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Option<
         k,
         s: stride,
         p: padding,
+        blocked: c_in * c_out * k * k <= blocked::MAX_WEIGHT_ELEMS,
+        block_elems: blocked::BLOCK_ELEMS,
         chunk_elems: CHUNK_ELEMS,
         min_rows: MIN_ROWS,
         max_chunk_elems: MAX_CHUNK_ELEMS,
@@ -715,32 +801,57 @@ mod tests {
             .unwrap()
     }
 
-    /// The chunkings tried: the production one, one image per chunk, two per chunk.
-    const CHUNKINGS: [Option<usize>; 3] = [None, Some(1), Some(2)];
+    /// How a test runs a convolution.
+    #[derive(Clone, Copy, Debug)]
+    enum Path {
+        /// Whole-chunk GEMMs with `Some(k)` images per chunk (`None`: the production chunking).
+        Chunked(Option<usize>),
+        /// The blocked kernels with this many values per block of columns.
+        Blocked(usize),
+    }
 
-    /// Ours, with `images` images per chunk (`None`: the production chunking).
-    fn with_chunking(mut c: Conv, images: Option<usize>, x: &Tensor, w: &Tensor) -> Tensor {
-        if let Some(k) = images {
-            let g = c.geom(1);
-            c.chunk_elems = k * g.rows() * g.row_len();
-            c.max_chunk_elems = c.chunk_elems;
-            c.min_rows = 1;
-            assert_eq!(c.chunks(false).len(), c.n.div_ceil(k));
-            assert_eq!(c.chunks(true).len(), c.n.div_ceil(k));
+    /// The paths tried: production chunking, one and two images per chunk, production blocks,
+    /// and blocks of one row.
+    const PATHS: [Path; 5] = [
+        Path::Chunked(None),
+        Path::Chunked(Some(1)),
+        Path::Chunked(Some(2)),
+        Path::Blocked(blocked::BLOCK_ELEMS),
+        Path::Blocked(1),
+    ];
+
+    /// Ours, on `path`.
+    fn with_path(mut c: Conv, path: Path, x: &Tensor, w: &Tensor) -> Tensor {
+        match path {
+            Path::Chunked(images) => {
+                c.blocked = false;
+                if let Some(k) = images {
+                    let g = c.geom(1);
+                    c.chunk_elems = k * g.rows() * g.row_len();
+                    c.max_chunk_elems = c.chunk_elems;
+                    c.min_rows = 1;
+                    assert_eq!(c.chunks(false).len(), c.n.div_ceil(k));
+                    assert_eq!(c.chunks(true).len(), c.n.div_ceil(k));
+                }
+            }
+            Path::Blocked(values) => {
+                c.blocked = true;
+                c.block_elems = values;
+            }
         }
         c.apply(x, w).unwrap()
     }
 
-    fn convt(x: &Tensor, w: &Tensor, s: usize, p: usize, op: usize, ch: Option<usize>) -> Tensor {
+    fn convt(x: &Tensor, w: &Tensor, s: usize, p: usize, op: usize, ch: Path) -> Tensor {
         let c = plan_transposed(x, w, s, p, op)
             .unwrap()
             .expect("the GEMM path");
-        with_chunking(c, ch, x, w)
+        with_path(c, ch, x, w)
     }
 
-    fn conv(x: &Tensor, w: &Tensor, s: usize, p: usize, ch: Option<usize>) -> Tensor {
+    fn conv(x: &Tensor, w: &Tensor, s: usize, p: usize, ch: Path) -> Tensor {
         let c = plan(x, w, s, p).unwrap().expect("the GEMM path");
-        with_chunking(c, ch, x, w)
+        with_path(c, ch, x, w)
     }
 
     /// (batch, c_in, c_out, size, k, stride, padding, output_padding) for the transposed conv.
@@ -793,9 +904,9 @@ mod tests {
             let x = rand(&[n, ci, h, h], 2 * i as u64);
             let w = rand(&[ci, co, k, k], 2 * i as u64 + 1);
             let want = x.conv_transpose2d(&w, p, op, s, 1).unwrap();
-            for ch in CHUNKINGS {
+            for ch in PATHS {
                 let d = max_diff(&convt(&x, &w, s, p, op, ch), &want);
-                assert!(d < 1e-12, "{case:?}, chunking {ch:?}: max diff {d:e}");
+                assert!(d < 1e-12, "{case:?}, path {ch:?}: max diff {d:e}");
             }
             assert_eq!(
                 conv_transpose2d(&x, &w, s, p, op).unwrap().dims(),
@@ -818,11 +929,11 @@ mod tests {
             let x = rand(&[n, ci, h, h], 100 + 2 * i as u64);
             let w = rand(&[co, ci, k, k], 101 + 2 * i as u64);
             let want = x.conv2d(&w, p, s, 1, 1).unwrap();
-            for ch in CHUNKINGS {
+            for ch in PATHS {
                 let d = max_diff(&conv(&x, &w, s, p, ch), &want);
                 assert!(
                     d < 1e-12,
-                    "{:?}, chunking {ch:?}: max diff {d:e}",
+                    "{:?}, path {ch:?}: max diff {d:e}",
                     conv_cases()[i]
                 );
             }
@@ -895,7 +1006,7 @@ mod tests {
                 // conv2d of the gradient does not give back the input's size).
                 continue;
             }
-            for (j, ch) in CHUNKINGS.into_iter().enumerate() {
+            for (j, ch) in PATHS.into_iter().enumerate() {
                 let track = TRACKS[(i + j) % 3];
                 grads_agree(
                     |x, w| convt(x, w, s, p, op, ch),
@@ -906,7 +1017,7 @@ mod tests {
                     1000 + 4 * i as u64,
                     track,
                     &format!(
-                        "convT {:?}, chunking {ch:?}, tracked {track:?}",
+                        "convT {:?}, path {ch:?}, tracked {track:?}",
                         convt_cases()[i]
                     ),
                 );
@@ -917,7 +1028,7 @@ mod tests {
     #[test]
     fn conv2d_gradients_match_candle() {
         for (i, &(n, ci, co, h, k, s, p)) in conv_cases().iter().enumerate() {
-            for (j, ch) in CHUNKINGS.into_iter().enumerate() {
+            for (j, ch) in PATHS.into_iter().enumerate() {
                 let track = TRACKS[(i + j) % 3];
                 grads_agree(
                     |x, w| conv(x, w, s, p, ch),
@@ -928,7 +1039,7 @@ mod tests {
                     5000 + 4 * i as u64,
                     track,
                     &format!(
-                        "conv2d {:?}, chunking {ch:?}, tracked {track:?}",
+                        "conv2d {:?}, path {ch:?}, tracked {track:?}",
                         conv_cases()[i]
                     ),
                 );

@@ -9,6 +9,7 @@ pub mod error;
 pub mod evaluate;
 pub mod exec;
 mod fuse;
+mod gemm;
 pub mod host;
 pub mod image;
 pub mod linear;

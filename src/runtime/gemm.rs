@@ -1,0 +1,202 @@
+//! A safe front to the `gemm` crate (the GEMM under candle's CPU `matmul`) for products of strided
+//! views on the calling thread. The blocked convolutions multiply cache-sized blocks inside their
+//! own rayon tasks, so the product must neither spawn threads nor need contiguous tensors.
+//!
+//! The crate's entry point takes raw pointers and strides; [`matmul`] checks that every element
+//! of each view lies inside its slice and that no two elements of the destination share memory,
+//! which is all the crate needs to stay in bounds and race-free.
+
+use super::host::HostFloat;
+
+/// A matrix view: element `(r, c)` is `data[r·rs + c·cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> View<'a, T> {
+    /// The first `rows · cols` values of `data`, row by row.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        View {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        View {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// A row-major destination: the first `rows · cols` values of `data`.
+#[derive(Debug)]
+pub struct ViewMut<'a, T> {
+    pub data: &'a mut [T],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Whether the last element of a `rows × cols` view with strides `(rs, cs)` lies in `0..len`.
+fn inside(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .and_then(|a| (cols - 1).checked_mul(cs).and_then(|b| a.checked_add(b)));
+    last.is_some_and(|last| last < len)
+}
+
+/// `dst = a · b`, or `dst += a · b` when `accumulate`, single-threaded.
+///
+/// # Panics
+/// When the shapes disagree or a view reaches outside its slice (a caller's bug).
+pub fn matmul<T: HostFloat>(dst: ViewMut<T>, a: View<T>, b: View<T>, accumulate: bool) {
+    let (m, n, k) = (dst.rows, dst.cols, a.cols);
+    assert!(
+        a.rows == m && b.rows == k && b.cols == n,
+        "matmul shapes: [{m}, {n}] = [{}, {}] · [{}, {}]",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols
+    );
+    assert!(
+        inside(dst.data.len(), m, n, n, 1),
+        "matmul: destination out of bounds"
+    );
+    assert!(
+        inside(a.data.len(), m, k, a.rs, a.cs),
+        "matmul: lhs out of bounds"
+    );
+    assert!(
+        inside(b.data.len(), k, n, b.rs, b.cs),
+        "matmul: rhs out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.data[..m * n].fill(T::zero());
+        }
+        return;
+    }
+    let isize_of = |s: usize| isize::try_from(s).expect("a stride fits in isize");
+    // SAFETY: the asserts above put every element the crate reads (`a`, `b`) or writes (`dst`,
+    // row-major, so its elements are distinct) inside the borrowed slices; `dst` is borrowed
+    // mutably, so it aliases neither operand; `Parallelism::None` keeps the work on this thread.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.data.as_mut_ptr(),
+            1,
+            isize_of(n),
+            accumulate,
+            a.data.as_ptr(),
+            isize_of(a.cs),
+            isize_of(a.rs),
+            b.data.as_ptr(),
+            isize_of(b.cs),
+            isize_of(b.rs),
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a · b` by definition, in f64.
+    fn naive(a: View<f64>, b: View<f64>) -> Vec<f64> {
+        let mut out = vec![0.0; a.rows * b.cols];
+        for r in 0..a.rows {
+            for c in 0..b.cols {
+                out[r * b.cols + c] = (0..a.cols)
+                    .map(|q| a.data[r * a.rs + q * a.cs] * b.data[q * b.rs + c * b.cs])
+                    .sum();
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| ((i * 7 + seed * 13) % 17) as f64 - 8.0)
+            .collect()
+    }
+
+    #[test]
+    fn products_of_strided_views_match_the_definition() {
+        for (m, k, n) in [(1, 1, 1), (5, 3, 4), (37, 19, 23), (64, 128, 32), (3, 0, 2)] {
+            // A row-major lhs, and a transposed rhs inside a wider buffer.
+            let a_data = values(m * k, 1);
+            let b_data = values(n * (k + 3), 2);
+            let a = View::row_major(&a_data, m, k);
+            let b = View {
+                data: &b_data,
+                rows: n,
+                cols: k,
+                rs: k + 3,
+                cs: 1,
+            }
+            .t();
+            let want = naive(a, b);
+            let mut out = vec![1.0; m * n];
+            let dst = ViewMut {
+                data: &mut out,
+                rows: m,
+                cols: n,
+            };
+            matmul(dst, a, b, false);
+            assert_eq!(out, want, "{m}×{k}×{n}");
+            let dst = ViewMut {
+                data: &mut out,
+                rows: m,
+                cols: n,
+            };
+            matmul(dst, a, b, true);
+            assert_eq!(out, want.iter().map(|v| 2.0 * v).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "rhs out of bounds")]
+    fn a_view_past_its_slice_is_refused() {
+        let (a, b) = (vec![1.0f32; 6], vec![1.0f32; 5]);
+        let mut out = vec![0.0f32; 4];
+        let dst = ViewMut {
+            data: &mut out,
+            rows: 2,
+            cols: 2,
+        };
+        matmul(
+            dst,
+            View::row_major(&a, 2, 3),
+            View::row_major(&b, 3, 2),
+            false,
+        );
+    }
+}
