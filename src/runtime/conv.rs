@@ -28,7 +28,9 @@
 mod blocked;
 
 use super::gemm::View;
-use super::host::{HostFloat, Precomputed, tensor, try_with_slice, with_slices};
+use super::host::{
+    HostFloat, Precomputed, is_host_float, par_filled, tensor, try_with_slice, with_slices,
+};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -687,6 +689,42 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
     }
 }
 
+/// `y + b` for `y: [N, C, H, W]` and a bias `b` of `C` values (or one): on the CPU off the
+/// autograd tape one parallel pass (candle's `broadcast_add` runs on one thread), the same sums.
+pub fn add_channel_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let c = if b.elem_count() == 1 { 1 } else { y.dim(1)? };
+    let host = is_host_float(y) && y.dtype() == b.dtype() && y.rank() == 4;
+    if !host || y.track_op() || b.track_op() || b.elem_count() != c {
+        return y.broadcast_add(&b.reshape((1, c, 1, 1))?);
+    }
+    let (y, b) = (y.contiguous()?, b.contiguous()?);
+    match y.dtype() {
+        DType::F32 => add_bias_host::<f32>(&y, &b, c),
+        _ => add_bias_host::<f64>(&y, &b, c),
+    }
+}
+
+fn add_bias_host<T: HostFloat>(y: &Tensor, b: &Tensor, c: usize) -> Result<Tensor> {
+    let (_, channels, h, w) = y.dims4()?;
+    let plane = h * w;
+    let out = with_slices::<T, _>(&[y.clone(), b.clone()], |d| {
+        let (ys, bs) = (d[0], d[1]);
+        par_filled(ys.len(), |start, out| {
+            let mut i = 0;
+            while i < out.len() {
+                let at = start + i;
+                let bias = bs[if c == 1 { 0 } else { (at / plane) % channels }];
+                let run = (plane - at % plane).min(out.len() - i);
+                for (o, v) in out[i..i + run].iter_mut().zip(&ys[at..at + run]) {
+                    *o = *v + bias;
+                }
+                i += run;
+            }
+        })
+    })?;
+    tensor(out, y.dims())
+}
+
 /// The GEMM plan of a transposed convolution, or `None` where candle's own should run (not on
 /// the CPU, another dtype, or shapes that candle rejects: its error message is kept).
 fn plan_transposed(
@@ -1148,6 +1186,33 @@ mod tests {
         let l: f64 = ia.iter().zip(&b).map(|(u, v)| u * v).sum();
         let r: f64 = cb.iter().zip(&a).map(|(u, v)| u * v).sum();
         assert!((l - r).abs() < 1e-12, "{l} vs {r}");
+    }
+
+    #[test]
+    fn the_bias_pass_gives_the_bits_of_broadcast_add() {
+        // Several tasks of the parallel pass, planes cut by task boundaries, one bias or one per
+        // channel, both dtypes; a tracked bias takes candle's op (its gradient must exist).
+        for dtype in [DType::F32, DType::F64] {
+            let y = rand(&[7, 5, 31, 29], 3).to_dtype(dtype).unwrap();
+            for c in [5, 1] {
+                let b = rand(&[c], 4).to_dtype(dtype).unwrap();
+                let want = y.broadcast_add(&b.reshape((1, c, 1, 1)).unwrap()).unwrap();
+                let got = add_channel_bias(&y, &b).unwrap();
+                let bits = crate::runtime::bit_pattern;
+                assert_eq!(bits(&got), bits(&want), "{dtype:?}, {c} biases");
+            }
+        }
+        let b = Var::from_tensor(&rand(&[5], 4)).unwrap();
+        let y = rand(&[2, 5, 3, 3], 5);
+        let g = add_channel_bias(&y, b.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gb: Vec<f64> = g.get(b.as_tensor()).unwrap().to_vec1().unwrap();
+        assert_eq!(gb, vec![18.0; 5]);
+        assert!(add_channel_bias(&y, &rand(&[4], 6)).is_err());
     }
 
     #[test]

@@ -821,14 +821,16 @@ fn full_dims(s: &Shape, batch: Option<usize>) -> candle_core::Result<Vec<usize>>
 
 /// `swish(x)` and `sigmoid(x)` in one pass over host memory: both divide by `1 + exp(−x)`, and
 /// `exp` is the costly part of the convolutional energies' derived gradients. The formulas are
-/// candle's own (`silu`, `candle_nn::ops::sigmoid`), so the values are the same bits. `None`
-/// (use candle's ops) off the CPU, for other dtypes, and for an `x` on the autograd tape.
+/// candle's own (`silu`, `candle_nn::ops::sigmoid`): in f64 the values are the same bits; in f32
+/// `exp` is the vectorised [`super::expf::exp`] (within 2 ulp), so they may differ from candle's
+/// in the last bits. `None` (use candle's ops) off the CPU, for other dtypes, and for an `x` on
+/// the autograd tape.
 fn swish_and_sigmoid(x: &Tensor) -> candle_core::Result<Option<(Tensor, Tensor)>> {
     if !x.device().is_cpu() || x.track_op() {
         return Ok(None);
     }
     match x.dtype() {
-        DType::F32 => swish_and_sigmoid_host::<f32>(x, |v| (-v).exp()).map(Some),
+        DType::F32 => swish_and_sigmoid_host::<f32>(x, |v| super::expf::exp(-v)).map(Some),
         DType::F64 => swish_and_sigmoid_host::<f64>(x, |v| (-v).exp()).map(Some),
         _ => Ok(None),
     }
@@ -896,10 +898,7 @@ fn conv_bias(y: Tensor, b: &Val, batched: bool) -> candle_core::Result<Tensor> {
     let y = match b {
         Val::Const(c) if *c == 0.0 => y,
         Val::Const(c) => y.affine(1.0, *c)?,
-        Val::T(b) => {
-            let c = if b.elem_count() == 1 { 1 } else { y.dim(1)? };
-            y.broadcast_add(&b.reshape((1, c, 1, 1))?)?
-        }
+        Val::T(b) => super::conv::add_channel_bias(&y, b)?,
     };
     if batched { Ok(y) } else { y.squeeze(0) }
 }

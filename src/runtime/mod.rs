@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod exec;
+mod expf;
 mod fuse;
 mod gemm;
 pub mod host;

@@ -52,14 +52,35 @@ fn gather_cols<T: HostFloat>(g: &Geom, big: &[T], r0: usize, cols: &mut [T]) {
     }
 }
 
-/// Rows `r0..` of a channels-first `small` (`c` channels) as a row-major `[rows, c]` block.
+/// The rows `r0..r0 + n` cut at image boundaries: `(q, image, ij, len)`, where block row `q` is
+/// row `ij` of `image` and the next `len` rows stay in that image.
+fn image_runs(
+    per_image: usize,
+    r0: usize,
+    n: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut q = 0;
+    std::iter::from_fn(move || {
+        (q < n && per_image > 0).then(|| {
+            let (image, ij) = ((r0 + q) / per_image, (r0 + q) % per_image);
+            let run = (q, image, ij, (per_image - ij).min(n - q));
+            q += run.3;
+            run
+        })
+    })
+}
+
+/// Rows `r0..` of a channels-first `small` (`c` channels) as a row-major `[rows, c]` block. Each
+/// channel's run of rows is read contiguously; the block it is written into stays in L1.
 fn gather_rows<T: HostFloat>(g: &Geom, small: &[T], c: usize, r0: usize, rows: &mut [T]) {
     let per_image = g.hs * g.ws;
-    for (q, dst) in rows.chunks_exact_mut(c).enumerate() {
-        let (nn, ij) = ((r0 + q) / per_image, (r0 + q) % per_image);
-        let img = &small[nn * c * per_image..(nn + 1) * c * per_image];
-        for (ch, d) in dst.iter_mut().enumerate() {
-            *d = img[ch * per_image + ij];
+    for (q, image, ij, len) in image_runs(per_image, r0, rows.len() / c.max(1)) {
+        let img = &small[image * c * per_image..(image + 1) * c * per_image];
+        for ch in 0..c {
+            let src = &img[ch * per_image + ij..ch * per_image + ij + len];
+            for (dst, v) in rows[q * c + ch..].iter_mut().step_by(c).zip(src) {
+                *dst = *v;
+            }
         }
     }
 }
@@ -67,11 +88,13 @@ fn gather_rows<T: HostFloat>(g: &Geom, small: &[T], c: usize, r0: usize, rows: &
 /// The transpose of [`gather_rows`]: a row-major `[rows, c]` block into rows `r0..` of `small`.
 fn scatter_rows<T: HostFloat>(g: &Geom, rows: &[T], c: usize, r0: usize, small: &mut [T]) {
     let per_image = g.hs * g.ws;
-    for (q, src) in rows.chunks_exact(c).enumerate() {
-        let (nn, ij) = ((r0 + q) / per_image, (r0 + q) % per_image);
-        let img = &mut small[nn * c * per_image..(nn + 1) * c * per_image];
-        for (ch, v) in src.iter().enumerate() {
-            img[ch * per_image + ij] = *v;
+    for (q, image, ij, len) in image_runs(per_image, r0, rows.len() / c.max(1)) {
+        let img = &mut small[image * c * per_image..(image + 1) * c * per_image];
+        for ch in 0..c {
+            let dst = &mut img[ch * per_image + ij..ch * per_image + ij + len];
+            for (d, v) in dst.iter_mut().zip(rows[q * c + ch..].iter().step_by(c)) {
+                *d = *v;
+            }
         }
     }
 }
