@@ -404,18 +404,16 @@ impl Conv {
 
     /// The forward pass of [`blocked`]: `x` and `w` contiguous.
     fn forward_blocked<T: HostFloat>(&self, x: &Tensor, w: &Tensor) -> Result<Vec<T>> {
-        let mut y = zeros::<T>(self.n * self.y_len());
         let g = self.geom(self.n);
         let (rows, cols) = self.w_rows();
         with_slices::<T, _>(&[x.clone(), w.clone()], |d| {
             let wm = View::row_major(d[1], rows, cols);
             if self.transposed {
-                blocked::gemm_scatter(&g, self.block_elems, d[0], wm, &mut y);
+                blocked::gemm_scatter(&g, self.block_elems, d[0], wm)
             } else {
-                blocked::gather_gemm(&g, self.block_elems, d[0], wm.t(), &mut y);
+                blocked::gather_gemm(&g, self.block_elems, d[0], wm.t())
             }
-        })?;
-        Ok(y)
+        })
     }
 
     /// The backward pass of [`blocked`] (as [`Conv::backward`]); all three contiguous.
@@ -433,13 +431,11 @@ impl Conv {
             // The large image and the small grid: (gy, x) transposed, (x, gy) otherwise.
             let (big, small) = if self.transposed { (gs, xs) } else { (xs, gs) };
             let dx = want_x.then(|| {
-                let mut dx = zeros::<T>(self.n * self.x_len());
                 if self.transposed {
-                    blocked::gather_gemm(&g, self.block_elems, gs, wm.t(), &mut dx);
+                    blocked::gather_gemm(&g, self.block_elems, gs, wm.t())
                 } else {
-                    blocked::gemm_scatter(&g, self.block_elems, gs, wm, &mut dx);
+                    blocked::gemm_scatter(&g, self.block_elems, gs, wm)
                 }
-                dx
             });
             let dw = want_w.then(|| blocked::weight_grad(&g, self.block_elems, big, small, rows));
             (dx, dw)

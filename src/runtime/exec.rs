@@ -844,9 +844,8 @@ fn swish_and_sigmoid_host<T: WithDType>(
     let one = T::from_f64(1.0);
     // silu: v / (1 + e); sigmoid: (e + 1).recip(), with e = exp(−v). The `exp` calls are one
     // pass; the divisions two more that vectorise (the sigmoid's in place over the denominators).
-    let mut out = vec![vec![T::zero(); x.elem_count()]; 2];
-    host::with_slice(&x, |xs: &[T]| {
-        host::par_fill(&mut out, |start, chunks| {
+    let mut out = host::with_slice(&x, |xs: &[T]| {
+        host::par_fill(2, xs.len(), |start, chunks| {
             let [sw, sg] = chunks else {
                 unreachable!("two outputs")
             };

@@ -18,7 +18,7 @@
 
 use super::{Geom, col2im_row, im2col_row};
 use crate::runtime::gemm::{View, ViewMut, matmul};
-use crate::runtime::host::HostFloat;
+use crate::runtime::host::{HostFloat, par_chunks_filled};
 use rayon::prelude::*;
 
 /// Values of one block of columns: 256 KiB in f32, so that the block and a small weight matrix
@@ -105,70 +105,64 @@ pub(super) fn gather_gemm<T: HostFloat>(
     block_elems: usize,
     big: &[T],
     w: View<T>,
-    small: &mut [T],
-) {
+) -> Vec<T> {
     let (row, o) = (g.row_len(), w.cols);
     let (per_image, img) = (g.hs * g.ws, g.c * g.hb * g.wb);
     let per = images_per_task(g);
     let block = block_rows(g, block_elems);
-    small
-        .par_chunks_mut(per * o * per_image)
-        .zip(big.par_chunks(per * img))
-        .for_each(|(small, big)| {
-            let rows = small.len() / o.max(1);
-            let mut cols = vec![T::zero(); block.min(rows) * row];
-            let mut prod = vec![T::zero(); block.min(rows) * o];
-            for r0 in (0..rows).step_by(block) {
-                let nr = block.min(rows - r0);
-                let (cols, prod) = (&mut cols[..nr * row], &mut prod[..nr * o]);
-                gather_cols(g, big, r0, cols);
-                let dst = ViewMut {
-                    data: &mut *prod,
-                    rows: nr,
-                    cols: o,
-                };
-                matmul(dst, View::row_major(cols, nr, row), w, false);
-                scatter_rows(g, prod, o, r0, small);
-            }
-        });
+    par_chunks_filled(g.n * o * per_image, per * o * per_image, |t, small| {
+        let big = &big[t * per * img..];
+        let rows = small.len() / o.max(1);
+        let mut cols = vec![T::zero(); block.min(rows) * row];
+        let mut prod = vec![T::zero(); block.min(rows) * o];
+        for r0 in (0..rows).step_by(block) {
+            let nr = block.min(rows - r0);
+            let (cols, prod) = (&mut cols[..nr * row], &mut prod[..nr * o]);
+            gather_cols(g, big, r0, cols);
+            let dst = ViewMut {
+                data: &mut *prod,
+                rows: nr,
+                cols: o,
+            };
+            matmul(dst, View::row_major(cols, nr, row), w, false);
+            scatter_rows(g, prod, o, r0, small);
+        }
+    })
 }
 
-/// `big = col2im(rows(small) · w)` for `w: [c_small, C·k²]` (overwrites `big`).
+/// `big = col2im(rows(small) · w)` for `w: [c_small, C·k²]`.
 pub(super) fn gemm_scatter<T: HostFloat>(
     g: &Geom,
     block_elems: usize,
     small: &[T],
     w: View<T>,
-    big: &mut [T],
-) {
+) -> Vec<T> {
     let (row, c_small) = (g.row_len(), w.rows);
     let (per_image, img) = (g.hs * g.ws, g.c * g.hb * g.wb);
     let per = images_per_task(g);
     let block = block_rows(g, block_elems);
-    big.par_chunks_mut(per * img)
-        .zip(small.par_chunks(per * c_small * per_image))
-        .for_each(|(big, small)| {
-            big.fill(T::zero());
-            let rows = small.len() / c_small.max(1);
-            let mut lhs = vec![T::zero(); block.min(rows) * c_small];
-            let mut cols = vec![T::zero(); block.min(rows) * row];
-            for r0 in (0..rows).step_by(block) {
-                let nr = block.min(rows - r0);
-                let (lhs, cols) = (&mut lhs[..nr * c_small], &mut cols[..nr * row]);
-                gather_rows(g, small, c_small, r0, lhs);
-                let dst = ViewMut {
-                    data: &mut *cols,
-                    rows: nr,
-                    cols: row,
-                };
-                matmul(dst, View::row_major(lhs, nr, c_small), w, false);
-                for (q, src) in cols.chunks_exact(row).enumerate() {
-                    let (nn, ij) = ((r0 + q) / per_image, (r0 + q) % per_image);
-                    let out = &mut big[nn * img..(nn + 1) * img];
-                    col2im_row(g, src, ij / g.ws, ij % g.ws, out);
-                }
+    par_chunks_filled(g.n * img, per * img, |t, big| {
+        let small = &small[t * per * c_small * per_image..];
+        let rows = big.len() / img.max(1) * per_image;
+        let mut lhs = vec![T::zero(); block.min(rows) * c_small];
+        let mut cols = vec![T::zero(); block.min(rows) * row];
+        for r0 in (0..rows).step_by(block) {
+            let nr = block.min(rows - r0);
+            let (lhs, cols) = (&mut lhs[..nr * c_small], &mut cols[..nr * row]);
+            gather_rows(g, small, c_small, r0, lhs);
+            let dst = ViewMut {
+                data: &mut *cols,
+                rows: nr,
+                cols: row,
+            };
+            matmul(dst, View::row_major(lhs, nr, c_small), w, false);
+            for (q, src) in cols.chunks_exact(row).enumerate() {
+                let (nn, ij) = ((r0 + q) / per_image, (r0 + q) % per_image);
+                let out = &mut big[nn * img..(nn + 1) * img];
+                col2im_row(g, src, ij / g.ws, ij % g.ws, out);
             }
-        });
+        }
+    })
 }
 
 /// `Σ rows(small)ᵀ · im2col(big)`: `[c_small, C·k²]`, row-major.
