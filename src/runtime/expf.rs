@@ -29,7 +29,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     // 2ⁿ as 2^⌊n/2⌋ · 2^(n − ⌊n/2⌋): each factor a normal f32 for n in −126..=128. n is the
     // integer in the low mantissa bits of t.
