@@ -65,6 +65,17 @@ pub fn par_fill<T: WithDType>(
     n: usize,
     fill: impl Fn(usize, &mut [&mut [T]]) + Sync,
 ) -> Vec<Vec<T>> {
+    if n <= PAR_GRAIN {
+        let mut outs = vec![vec![T::zero(); n]; k];
+        fill(
+            0,
+            &mut outs
+                .iter_mut()
+                .map(|v| v.as_mut_slice())
+                .collect::<Vec<_>>(),
+        );
+        return outs;
+    }
     let mut outs: Vec<Vec<T>> = (0..k).map(|_| Vec::with_capacity(n)).collect();
     let mut parts: Vec<Vec<&mut [MaybeUninit<T>]>> =
         (0..n.div_ceil(PAR_GRAIN)).map(|_| Vec::new()).collect();
@@ -78,7 +89,7 @@ pub fn par_fill<T: WithDType>(
         let mut chunks: Vec<&mut [T]> = chunks.iter_mut().map(|p| zeroed(p)).collect();
         fill(c * PAR_GRAIN, &mut chunks);
     };
-    if parts.len() <= 1 || rayon::current_num_threads() == 1 {
+    if rayon::current_num_threads() == 1 {
         parts.iter_mut().enumerate().for_each(task);
     } else {
         parts.par_iter_mut().enumerate().for_each(task);
