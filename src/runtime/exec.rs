@@ -822,42 +822,52 @@ fn full_dims(s: &Shape, batch: Option<usize>) -> candle_core::Result<Vec<usize>>
 /// `swish(x)` and `sigmoid(x)` in one pass over host memory: both divide by `1 + exp(−x)`, and
 /// `exp` is the costly part of the convolutional energies' derived gradients. The formulas are
 /// candle's own (`silu`, `candle_nn::ops::sigmoid`): in f64 the values are the same bits; in f32
-/// `exp` is the vectorised [`super::expf::exp`] (within 2 ulp), so they may differ from candle's
-/// in the last bits. `None` (use candle's ops) off the CPU, for other dtypes, and for an `x` on
+/// `exp` is the vectorised [`super::expf::exp`] (within 2 ulp) and swish is `x · σ` (one
+/// division, not two), so they may differ from candle's in the last bits. `None` (use candle's ops) off the CPU, for other dtypes, and for an `x` on
 /// the autograd tape.
 fn swish_and_sigmoid(x: &Tensor) -> candle_core::Result<Option<(Tensor, Tensor)>> {
     if !x.device().is_cpu() || x.track_op() {
         return Ok(None);
     }
     match x.dtype() {
-        DType::F32 => swish_and_sigmoid_host::<f32>(x, |v| super::expf::exp(-v)).map(Some),
-        DType::F64 => swish_and_sigmoid_host::<f64>(x, |v| (-v).exp()).map(Some),
+        // One loop that vectorises: σ = 1 / (1 + exp(−v)), swish = v·σ (one division).
+        DType::F32 => swish_and_sigmoid_host::<f32>(x, |xs, sw, sg| {
+            for ((sw, sg), &v) in sw.iter_mut().zip(sg.iter_mut()).zip(xs) {
+                let s = 1.0 / (1.0 + super::expf::exp(-v));
+                (*sw, *sg) = (v * s, s);
+            }
+        })
+        .map(Some),
+        // candle's formulas: silu v / (1 + e), sigmoid (e + 1).recip(), e = exp(−v). libm's `exp`
+        // is a call per element, so it gets a pass of its own; the divisions vectorise in two
+        // more (the sigmoid's in place over the denominators).
+        DType::F64 => swish_and_sigmoid_host::<f64>(x, |xs, sw, sg| {
+            sg.iter_mut()
+                .zip(xs)
+                .for_each(|(d, &v)| *d = 1.0 + (-v).exp());
+            sw.iter_mut()
+                .zip(xs)
+                .zip(sg.iter())
+                .for_each(|((s, &v), &d)| *s = v / d);
+            sg.iter_mut().for_each(|d| *d = 1.0 / *d);
+        })
+        .map(Some),
         _ => Ok(None),
     }
 }
 
+/// `fill(x, swish, sigmoid)` over chunks of `x` in parallel.
 fn swish_and_sigmoid_host<T: WithDType>(
     x: &Tensor,
-    exp_neg: impl Fn(T) -> T + Sync,
+    fill: impl Fn(&[T], &mut [T], &mut [T]) + Sync,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let x = x.contiguous()?;
-    let one = T::from_f64(1.0);
-    // silu: v / (1 + e); sigmoid: (e + 1).recip(), with e = exp(−v). The `exp` calls are one
-    // pass; the divisions two more that vectorise (the sigmoid's in place over the denominators).
     let mut out = host::with_slice(&x, |xs: &[T]| {
         host::par_fill(2, xs.len(), |start, chunks| {
             let [sw, sg] = chunks else {
                 unreachable!("two outputs")
             };
-            let xs = &xs[start..start + sw.len()];
-            sg.iter_mut()
-                .zip(xs)
-                .for_each(|(d, &v)| *d = one + exp_neg(v));
-            sw.iter_mut()
-                .zip(xs)
-                .zip(sg.iter())
-                .for_each(|((s, &v), &d)| *s = v / d);
-            sg.iter_mut().for_each(|d| *d = one / *d);
+            fill(&xs[start..start + sw.len()], sw, sg);
         })
     })?;
     let sg = out.pop().expect("two outputs");
