@@ -42,12 +42,25 @@ impl<'a, T> View<'a, T> {
     }
 }
 
-/// A row-major destination: the first `rows · cols` values of `data`.
+/// A destination: element `(r, c)` is `data[r·rs + c]`, rows not overlapping (`rs ≥ cols`).
 #[derive(Debug)]
 pub struct ViewMut<'a, T> {
     pub data: &'a mut [T],
     pub rows: usize,
     pub cols: usize,
+    pub rs: usize,
+}
+
+impl<'a, T> ViewMut<'a, T> {
+    /// The first `rows · cols` values of `data`, row by row.
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        ViewMut {
+            data,
+            rows,
+            cols,
+            rs: cols,
+        }
+    }
 }
 
 /// Whether the last element of a `rows × cols` view with strides `(rs, cs)` lies in `0..len`.
@@ -76,9 +89,10 @@ pub fn matmul<T: HostFloat>(dst: ViewMut<T>, a: View<T>, b: View<T>, accumulate:
         b.cols
     );
     assert!(
-        inside(dst.data.len(), m, n, n, 1),
+        inside(dst.data.len(), m, n, dst.rs, 1),
         "matmul: destination out of bounds"
     );
+    assert!(m <= 1 || dst.rs >= n, "matmul: destination rows overlap");
     assert!(
         inside(a.data.len(), m, k, a.rs, a.cs),
         "matmul: lhs out of bounds"
@@ -92,13 +106,15 @@ pub fn matmul<T: HostFloat>(dst: ViewMut<T>, a: View<T>, b: View<T>, accumulate:
     }
     if k == 0 {
         if !accumulate {
-            dst.data[..m * n].fill(T::zero());
+            for r in 0..m {
+                dst.data[r * dst.rs..r * dst.rs + n].fill(T::zero());
+            }
         }
         return;
     }
     let isize_of = |s: usize| isize::try_from(s).expect("a stride fits in isize");
     // SAFETY: the asserts above put every element the crate reads (`a`, `b`) or writes (`dst`,
-    // row-major, so its elements are distinct) inside the borrowed slices; `dst` is borrowed
+    // whose rows do not overlap, so its elements are distinct) inside the borrowed slices; `dst` is borrowed
     // mutably, so it aliases neither operand; `Parallelism::None` keeps the work on this thread.
     unsafe {
         gemm::gemm(
@@ -107,7 +123,7 @@ pub fn matmul<T: HostFloat>(dst: ViewMut<T>, a: View<T>, b: View<T>, accumulate:
             k,
             dst.data.as_mut_ptr(),
             1,
-            isize_of(n),
+            isize_of(dst.rs),
             accumulate,
             a.data.as_ptr(),
             isize_of(a.cs),
@@ -165,21 +181,57 @@ mod tests {
             .t();
             let want = naive(a, b);
             let mut out = vec![1.0; m * n];
-            let dst = ViewMut {
-                data: &mut out,
-                rows: m,
-                cols: n,
-            };
+            let dst = ViewMut::row_major(&mut out, m, n);
             matmul(dst, a, b, false);
             assert_eq!(out, want, "{m}×{k}×{n}");
-            let dst = ViewMut {
-                data: &mut out,
-                rows: m,
-                cols: n,
-            };
+            let dst = ViewMut::row_major(&mut out, m, n);
             matmul(dst, a, b, true);
             assert_eq!(out, want.iter().map(|v| 2.0 * v).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn a_destination_with_a_row_stride_leaves_the_gaps_alone() {
+        let (a, b) = (values(6, 3), values(6, 4));
+        let (a, b) = (View::row_major(&a, 2, 3), View::row_major(&b, 3, 2));
+        let mut out = vec![7.0; 2 * 5];
+        matmul(
+            ViewMut {
+                data: &mut out,
+                rows: 2,
+                cols: 2,
+                rs: 5,
+            },
+            a,
+            b,
+            false,
+        );
+        let want = naive(a, b);
+        assert_eq!(
+            out,
+            vec![
+                want[0], want[1], 7.0, 7.0, 7.0, want[2], want[3], 7.0, 7.0, 7.0
+            ]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "destination rows overlap")]
+    fn overlapping_destination_rows_are_refused() {
+        let (a, b) = (vec![1.0f32; 6], vec![1.0f32; 6]);
+        let mut out = vec![0.0f32; 4];
+        let dst = ViewMut {
+            data: &mut out,
+            rows: 2,
+            cols: 2,
+            rs: 1,
+        };
+        matmul(
+            dst,
+            View::row_major(&a, 2, 3),
+            View::row_major(&b, 3, 2),
+            false,
+        );
     }
 
     #[test]
@@ -187,11 +239,7 @@ mod tests {
     fn a_view_past_its_slice_is_refused() {
         let (a, b) = (vec![1.0f32; 6], vec![1.0f32; 5]);
         let mut out = vec![0.0f32; 4];
-        let dst = ViewMut {
-            data: &mut out,
-            rows: 2,
-            cols: 2,
-        };
+        let dst = ViewMut::row_major(&mut out, 2, 2);
         matmul(
             dst,
             View::row_major(&a, 2, 3),

@@ -70,6 +70,29 @@ fn image_runs(
     })
 }
 
+/// Images of at least this many rows are multiplied in place, a run of rows of one image at a
+/// time (the GEMMs read and write the channels-first tensors through strides); smaller ones are
+/// gathered into row-major blocks first, so that one GEMM covers several images.
+const MIN_RUN: usize = 128;
+
+/// Rows `ij..ij + len` of `image` of a channels-first `small` (`c` channels) as a `[len, c]`
+/// view.
+fn run_view<'a, T>(
+    g: &Geom,
+    small: &'a [T],
+    c: usize,
+    (image, ij, len): (usize, usize, usize),
+) -> View<'a, T> {
+    let per_image = g.hs * g.ws;
+    View {
+        data: &small[image * c * per_image + ij..(image + 1) * c * per_image],
+        rows: len,
+        cols: c,
+        rs: 1,
+        cs: per_image,
+    }
+}
+
 /// Rows `r0..` of a channels-first `small` (`c` channels) as a row-major `[rows, c]` block. Each
 /// channel's run of rows is read contiguously; the block it is written into stays in L1.
 fn gather_rows<T: HostFloat>(g: &Geom, small: &[T], c: usize, r0: usize, rows: &mut [T]) {
@@ -114,18 +137,35 @@ pub(super) fn gather_gemm<T: HostFloat>(
         let big = &big[t * per * img..];
         let rows = small.len() / o.max(1);
         let mut cols = vec![T::zero(); block.min(rows) * row];
-        let mut prod = vec![T::zero(); block.min(rows) * o];
+        let gathered = if per_image < MIN_RUN {
+            block.min(rows)
+        } else {
+            0
+        };
+        let mut prod = vec![T::zero(); gathered * o];
         for r0 in (0..rows).step_by(block) {
             let nr = block.min(rows - r0);
-            let (cols, prod) = (&mut cols[..nr * row], &mut prod[..nr * o]);
+            let cols = &mut cols[..nr * row];
             gather_cols(g, big, r0, cols);
-            let dst = ViewMut {
-                data: &mut *prod,
-                rows: nr,
-                cols: o,
-            };
-            matmul(dst, View::row_major(cols, nr, row), w, false);
-            scatter_rows(g, prod, o, r0, small);
+            if per_image < MIN_RUN {
+                let prod = &mut prod[..nr * o];
+                let cols = View::row_major(&*cols, nr, row);
+                matmul(ViewMut::row_major(prod, nr, o), cols, w, false);
+                scatter_rows(g, prod, o, r0, small);
+                continue;
+            }
+            // Each run as small[image]ᵀ[:, ij..] = wᵀ · colsᵀ: [o, len] with row stride hs·ws.
+            for (q, image, ij, len) in image_runs(per_image, r0, nr) {
+                let at = image * o * per_image + ij;
+                let dst = ViewMut {
+                    data: &mut small[at..(image + 1) * o * per_image],
+                    rows: o,
+                    cols: len,
+                    rs: per_image,
+                };
+                let cols = View::row_major(&cols[q * row..(q + len) * row], len, row);
+                matmul(dst, w.t(), cols.t(), false);
+            }
         }
     })
 }
@@ -144,18 +184,27 @@ pub(super) fn gemm_scatter<T: HostFloat>(
     par_chunks_filled(g.n * img, per * img, |t, big| {
         let small = &small[t * per * c_small * per_image..];
         let rows = big.len() / img.max(1) * per_image;
-        let mut lhs = vec![T::zero(); block.min(rows) * c_small];
+        let gathered = if per_image < MIN_RUN {
+            block.min(rows)
+        } else {
+            0
+        };
+        let mut lhs = vec![T::zero(); gathered * c_small];
         let mut cols = vec![T::zero(); block.min(rows) * row];
         for r0 in (0..rows).step_by(block) {
             let nr = block.min(rows - r0);
-            let (lhs, cols) = (&mut lhs[..nr * c_small], &mut cols[..nr * row]);
-            gather_rows(g, small, c_small, r0, lhs);
-            let dst = ViewMut {
-                data: &mut *cols,
-                rows: nr,
-                cols: row,
-            };
-            matmul(dst, View::row_major(lhs, nr, c_small), w, false);
+            let cols = &mut cols[..nr * row];
+            if per_image < MIN_RUN {
+                let lhs = &mut lhs[..nr * c_small];
+                gather_rows(g, small, c_small, r0, lhs);
+                let lhs = View::row_major(&*lhs, nr, c_small);
+                matmul(ViewMut::row_major(&mut *cols, nr, row), lhs, w, false);
+            } else {
+                for (q, image, ij, len) in image_runs(per_image, r0, nr) {
+                    let dst = ViewMut::row_major(&mut cols[q * row..(q + len) * row], len, row);
+                    matmul(dst, run_view(g, small, c_small, (image, ij, len)), w, false);
+                }
+            }
             for (q, src) in cols.chunks_exact(row).enumerate() {
                 let (nn, ij) = ((r0 + q) / per_image, (r0 + q) % per_image);
                 let out = &mut big[nn * img..(nn + 1) * img];
@@ -183,20 +232,30 @@ pub(super) fn weight_grad<T: HostFloat>(
         .map(|(big, small)| {
             let mut acc = vec![T::zero(); c_small * row];
             let rows = small.len() / c_small.max(1);
-            let mut lhs = vec![T::zero(); block.min(rows) * c_small];
+            let gathered = if per_image < MIN_RUN {
+                block.min(rows)
+            } else {
+                0
+            };
+            let mut lhs = vec![T::zero(); gathered * c_small];
             let mut cols = vec![T::zero(); block.min(rows) * row];
             for r0 in (0..rows).step_by(block) {
                 let nr = block.min(rows - r0);
-                let (lhs, cols) = (&mut lhs[..nr * c_small], &mut cols[..nr * row]);
-                gather_rows(g, small, c_small, r0, lhs);
+                let cols = &mut cols[..nr * row];
                 gather_cols(g, big, r0, cols);
-                let dst = ViewMut {
-                    data: &mut acc,
-                    rows: c_small,
-                    cols: row,
-                };
-                let lhs = View::row_major(&*lhs, nr, c_small).t();
-                matmul(dst, lhs, View::row_major(cols, nr, row), true);
+                if per_image < MIN_RUN {
+                    let lhs = &mut lhs[..nr * c_small];
+                    gather_rows(g, small, c_small, r0, lhs);
+                    let lhs = View::row_major(&*lhs, nr, c_small).t();
+                    let dst = ViewMut::row_major(&mut acc, c_small, row);
+                    matmul(dst, lhs, View::row_major(cols, nr, row), true);
+                    continue;
+                }
+                for (q, image, ij, len) in image_runs(per_image, r0, nr) {
+                    let lhs = run_view(g, small, c_small, (image, ij, len)).t();
+                    let cols = View::row_major(&cols[q * row..(q + len) * row], len, row);
+                    matmul(ViewMut::row_major(&mut acc, c_small, row), lhs, cols, true);
+                }
             }
             acc
         })
