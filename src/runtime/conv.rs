@@ -29,7 +29,8 @@ mod blocked;
 
 use super::gemm::View;
 use super::host::{
-    HostFloat, Precomputed, is_host_float, par_filled, tensor, try_with_slice, with_slices,
+    HostFloat, PAR_GRAIN, Precomputed, is_host_float, par_chunks_filled, par_filled, tensor,
+    try_with_slice, with_slices,
 };
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -72,21 +73,19 @@ impl Geom {
 const GRAIN: usize = 1 << 15;
 
 /// `cols[(n, i, j), (c, ki, kj)] = big[n, c, i·s − p + ki, j·s − p + kj]` (0 outside).
-fn im2col<T: WithDType>(g: &Geom, big: &[T], cols: &mut [T]) {
+fn im2col<T: WithDType>(g: &Geom, big: &[T]) -> Vec<T> {
     let row = g.row_len();
     let img = g.c * g.hb * g.wb;
-    if row == 0 || cols.is_empty() {
-        return;
+    if row == 0 {
+        return Vec::new();
     }
     let per = (GRAIN / row).max(1);
-    cols.par_chunks_mut(row * per)
-        .enumerate()
-        .for_each(|(t, chunk)| {
-            for (q, dst) in chunk.chunks_mut(row).enumerate() {
-                let (nn, ij) = ((t * per + q) / (g.hs * g.ws), (t * per + q) % (g.hs * g.ws));
-                im2col_row(g, &big[nn * img..(nn + 1) * img], ij / g.ws, ij % g.ws, dst);
-            }
-        });
+    par_chunks_filled(g.rows() * row, row * per, |t, chunk| {
+        for (q, dst) in chunk.chunks_mut(row).enumerate() {
+            let (nn, ij) = ((t * per + q) / (g.hs * g.ws), (t * per + q) % (g.hs * g.ws));
+            im2col_row(g, &big[nn * img..(nn + 1) * img], ij / g.ws, ij % g.ws, dst);
+        }
+    })
 }
 
 /// Row `(i, j)` of [`im2col`] for one image `src` (all its channels) into `dst` (`C·k²` values).
@@ -236,20 +235,19 @@ fn add_tap_rows<T: WithDType, const K: usize>(
 }
 
 /// `[N, C, HW]` → `[N·HW, C]` (per image, a transpose).
-fn to_channels_last<T: WithDType>(src: &[T], c: usize, hw: usize, dst: &mut [T]) {
+fn to_channels_last<T: WithDType>(src: &[T], c: usize, hw: usize) -> Vec<T> {
     if c == 0 || hw == 0 {
-        return;
+        return Vec::new();
     }
     let img = c * hw;
-    dst.par_chunks_mut(img)
-        .zip(src.par_chunks(img))
-        .for_each(|(d, s)| {
-            for (ch, plane) in s.chunks_exact(hw).enumerate() {
-                for (pos, v) in plane.iter().enumerate() {
-                    d[pos * c + ch] = *v;
-                }
+    par_chunks_filled(src.len(), img, |n, d| {
+        let s = &src[n * img..(n + 1) * img];
+        for (ch, plane) in s.chunks_exact(hw).enumerate() {
+            for (pos, v) in plane.iter().enumerate() {
+                d[pos * c + ch] = *v;
             }
-        });
+        }
+    })
 }
 
 /// `[N·HW, C]` → `[N, C, HW]`.
@@ -280,8 +278,9 @@ fn add_into<T: WithDType>(acc: &mut [T], src: &[T]) {
         });
 }
 
+/// A zeroed vector, zeroed in parallel (the callers' outputs are filled chunk by chunk after).
 fn zeros<T: WithDType>(len: usize) -> Vec<T> {
-    vec![T::from_f64(0.0); len]
+    par_chunks_filled(len, PAR_GRAIN, |_, _| {})
 }
 
 /// Elements of `cols` per chunk of the forward pass: a few MiB, so that a chunk stays in the
@@ -460,8 +459,7 @@ impl Conv {
                 let yc = &mut y[a * self.y_len()..(a + m) * self.y_len()];
                 if self.transposed {
                     // cols = xᵀ · w, then scatter.
-                    let mut xt = zeros::<T>(xc.len());
-                    to_channels_last(xc, self.c_in, hw, &mut xt);
+                    let xt = to_channels_last(xc, self.c_in, hw);
                     let cols = tensor(xt, (m * hw, self.c_in))?.matmul(&wm)?;
                     try_with_slice::<T, _>(&cols, |cs| {
                         col2im(&g, cs, yc);
@@ -469,8 +467,7 @@ impl Conv {
                     })?;
                 } else {
                     // y = im2col(x) · wᵀ, then back to channels first.
-                    let mut cols = zeros::<T>(g.rows() * g.row_len());
-                    im2col(&g, xc, &mut cols);
+                    let cols = im2col(&g, xc);
                     let ym = tensor(cols, (g.rows(), g.row_len()))?.matmul(&wm)?;
                     try_with_slice::<T, _>(&ym, |ys| {
                         to_channels_first(ys, self.c_out, ohw, yc);
@@ -524,8 +521,7 @@ impl Conv {
                     let gc = &gs[a * self.y_len()..(a + m) * self.y_len()];
                     if self.transposed {
                         // dcols = im2col(gy); dx = dcols · wᵀ; dw = xᵀ · dcols.
-                        let mut dcols = zeros::<T>(g.rows() * g.row_len());
-                        im2col(&g, gc, &mut dcols);
+                        let dcols = im2col(&g, gc);
                         let dcols = tensor(dcols, (g.rows(), g.row_len()))?;
                         if want_x {
                             let dxt = dcols.matmul(&wm.t()?)?;
@@ -536,15 +532,13 @@ impl Conv {
                             })?;
                         }
                         if want_w {
-                            let mut xt = zeros::<T>(xc.len());
-                            to_channels_last(xc, self.c_in, hw, &mut xt);
+                            let xt = to_channels_last(xc, self.c_in, hw);
                             let xt = tensor(xt, (m * hw, self.c_in))?;
                             acc(&xt.t()?.matmul(&dcols)?)?;
                         }
                     } else {
                         // gm = gy as [m·Ho·Wo, c_out]; dx = col2im(gm · w); dw = gmᵀ · im2col(x).
-                        let mut gm = zeros::<T>(gc.len());
-                        to_channels_last(gc, self.c_out, ohw, &mut gm);
+                        let gm = to_channels_last(gc, self.c_out, ohw);
                         let gm = tensor(gm, (m * ohw, self.c_out))?;
                         if want_x {
                             let dcols = gm.matmul(&wm.t()?)?;
@@ -555,8 +549,7 @@ impl Conv {
                             })?;
                         }
                         if want_w {
-                            let mut cols = zeros::<T>(g.rows() * g.row_len());
-                            im2col(&g, xc, &mut cols);
+                            let cols = im2col(&g, xc);
                             let cols = tensor(cols, (g.rows(), g.row_len()))?;
                             acc(&gm.t()?.matmul(&cols)?)?;
                         }
@@ -1128,9 +1121,7 @@ mod tests {
                 .unwrap()
                 .to_vec1::<f64>()
                 .unwrap();
-            let mut got = vec![f64::NAN; g.rows() * g.row_len()];
-            im2col(&g, &big, &mut got);
-            assert_eq!(got, im2col_by_definition(&g, &big), "{g:?}");
+            assert_eq!(im2col(&g, &big), im2col_by_definition(&g, &big), "{g:?}");
         }
     }
 
@@ -1176,8 +1167,7 @@ mod tests {
         let vec = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let a = vec(rand(&[2, 3, 9, 9], 7));
         let b = vec(rand(&[g.rows(), g.row_len()], 8));
-        let (mut ia, mut cb) = (vec![0.0; b.len()], vec![0.0; a.len()]);
-        im2col(&g, &a, &mut ia);
+        let (ia, mut cb) = (im2col(&g, &a), vec![0.0; a.len()]);
         col2im(&g, &b, &mut cb);
         let l: f64 = ia.iter().zip(&b).map(|(u, v)| u * v).sum();
         let r: f64 = cb.iter().zip(&a).map(|(u, v)| u * v).sum();
