@@ -13,11 +13,13 @@
 //! * `conv2d(x, w)` = `im2col(x) · wᵀ`, with `w` as `[C_out, C_in·k·k]` (the small grid is the
 //!   output). Backward: `dx = col2im(g · w)`, `dw = gᵀ · im2col(x)`.
 //!
-//! The GEMMs are candle's (`Tensor::matmul`); `im2col`, `col2im` and the layout changes are
-//! rayon loops over contiguous slices. Everything runs over chunks of whole images whose columns
-//! are a few MiB: they stay in the last-level cache between the GEMM and the scatter, and (being
-//! below glibc's mmap threshold) their buffers are reused instead of being faulted in afresh on
-//! every call (for the DCGAN layers the full `cols` is 26–52 MB).
+//! The GEMMs are candle's own `gemm` crate, called on slices ([`super::gemm`]); `im2col`, `col2im`
+//! and the layout changes are rayon loops over contiguous slices. Where the weight matrix is
+//! small, [`blocked`] builds and multiplies the columns a cache-sized block at a time instead.
+//! Otherwise everything runs over chunks of whole images whose columns are a few MiB: they stay
+//! in the last-level cache between the GEMM and the scatter, and (being below glibc's mmap
+//! threshold) their buffers are reused instead of being faulted in afresh on every call (for the
+//! DCGAN layers the full `cols` is 26–52 MB).
 //!
 //! Autograd: each convolution is one candle node, a [`CustomOp2`] on `(x, w)` whose forward result
 //! is computed before the node is made and whose backward returns `dx` and `dw` directly (only
@@ -27,10 +29,10 @@
 
 mod blocked;
 
-use super::gemm::View;
+use super::gemm::{View, product};
 use super::host::{
     HostFloat, PAR_GRAIN, Precomputed, is_host_float, par_chunks_filled, par_filled, tensor,
-    try_with_slice, with_slices,
+    with_slices,
 };
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -379,17 +381,6 @@ impl Conv {
             .collect()
     }
 
-    /// `w` as the GEMM operand: `[c_in, c_out·k²]` (transposed) or `[c_in·k², c_out]` (a view).
-    fn w_mat(&self, w: &Tensor) -> Result<Tensor> {
-        let kk = self.k * self.k;
-        let w = w.detach().contiguous()?;
-        if self.transposed {
-            w.reshape((self.c_in, self.c_out * kk))
-        } else {
-            w.reshape((self.c_out, self.c_in * kk))?.t()
-        }
-    }
-
     /// `w` as a `[rows, cols]` row-major matrix: `[c_in, c_out·k²]` (transposed) or
     /// `[c_out, c_in·k²]`; the small grid's channels are the rows.
     fn w_rows(&self) -> (usize, usize) {
@@ -445,14 +436,15 @@ impl Conv {
     }
 
     fn forward<T: HostFloat>(&self, x: &Tensor, w: &Tensor) -> Result<Vec<T>> {
+        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
         if self.blocked {
-            return self.forward_blocked(&x.detach().contiguous()?, &w.detach().contiguous()?);
+            return self.forward_blocked(&x, &w);
         }
-        let wm = self.w_mat(w)?;
-        let x = x.detach().contiguous()?;
         let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
+        let (rows, cols) = self.w_rows();
         let mut y = zeros::<T>(self.n * self.y_len());
-        try_with_slice::<T, _>(&x, |xs| {
+        with_slices::<T, _>(&[x, w], |d| {
+            let (xs, wm) = (d[0], View::row_major(d[1], rows, cols));
             for (a, m) in self.chunks(false) {
                 let g = self.geom(m);
                 let xc = &xs[a * self.x_len()..(a + m) * self.x_len()];
@@ -460,22 +452,15 @@ impl Conv {
                 if self.transposed {
                     // cols = xᵀ · w, then scatter.
                     let xt = to_channels_last(xc, self.c_in, hw);
-                    let cols = tensor(xt, (m * hw, self.c_in))?.matmul(&wm)?;
-                    try_with_slice::<T, _>(&cols, |cs| {
-                        col2im(&g, cs, yc);
-                        Ok(())
-                    })?;
+                    let cs = product(View::row_major(&xt, m * hw, self.c_in), wm);
+                    col2im(&g, &cs, yc);
                 } else {
                     // y = im2col(x) · wᵀ, then back to channels first.
-                    let cols = im2col(&g, xc);
-                    let ym = tensor(cols, (g.rows(), g.row_len()))?.matmul(&wm)?;
-                    try_with_slice::<T, _>(&ym, |ys| {
-                        to_channels_first(ys, self.c_out, ohw, yc);
-                        Ok(())
-                    })?;
+                    let cs = im2col(&g, xc);
+                    let ys = product(View::row_major(&cs, g.rows(), g.row_len()), wm.t());
+                    to_channels_first(&ys, self.c_out, ohw, yc);
                 }
             }
-            Ok(())
         })?;
         Ok(y)
     }
@@ -491,72 +476,54 @@ impl Conv {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let x = x.detach().contiguous()?;
         let gy = gy.detach().contiguous()?;
+        let w = w.detach().contiguous()?;
         if self.blocked {
-            let w = w.detach().contiguous()?;
             return self.backward_blocked::<T>(&x, &w, &gy, (want_x, want_w));
         }
-        let wm = self.w_mat(w)?;
         let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
+        let (rows, cols) = self.w_rows();
         let mut dx = if want_x {
             zeros::<T>(self.n * self.x_len())
         } else {
             Vec::new()
         };
         let mut dw: Option<Vec<T>> = None;
-        let mut acc = |d: &Tensor| -> Result<()> {
-            match dw.as_mut() {
-                None => dw = Some(d.flatten_all()?.to_vec1::<T>()?),
-                Some(a) => try_with_slice::<T, _>(d, |ds| {
-                    add_into(a, ds);
-                    Ok(())
-                })?,
-            }
-            Ok(())
+        let mut acc = |d: Vec<T>| match dw.as_mut() {
+            None => dw = Some(d),
+            Some(a) => add_into(a, &d),
         };
-        try_with_slice::<T, _>(&x, |xs| {
-            try_with_slice::<T, _>(&gy, |gs| {
-                for (a, m) in self.chunks(true) {
-                    let g = self.geom(m);
-                    let xc = &xs[a * self.x_len()..(a + m) * self.x_len()];
-                    let gc = &gs[a * self.y_len()..(a + m) * self.y_len()];
-                    if self.transposed {
-                        // dcols = im2col(gy); dx = dcols · wᵀ; dw = xᵀ · dcols.
-                        let dcols = im2col(&g, gc);
-                        let dcols = tensor(dcols, (g.rows(), g.row_len()))?;
-                        if want_x {
-                            let dxt = dcols.matmul(&wm.t()?)?;
-                            let dxc = &mut dx[a * self.x_len()..(a + m) * self.x_len()];
-                            try_with_slice::<T, _>(&dxt, |s| {
-                                to_channels_first(s, self.c_in, hw, dxc);
-                                Ok(())
-                            })?;
-                        }
-                        if want_w {
-                            let xt = to_channels_last(xc, self.c_in, hw);
-                            let xt = tensor(xt, (m * hw, self.c_in))?;
-                            acc(&xt.t()?.matmul(&dcols)?)?;
-                        }
-                    } else {
-                        // gm = gy as [m·Ho·Wo, c_out]; dx = col2im(gm · w); dw = gmᵀ · im2col(x).
-                        let gm = to_channels_last(gc, self.c_out, ohw);
-                        let gm = tensor(gm, (m * ohw, self.c_out))?;
-                        if want_x {
-                            let dcols = gm.matmul(&wm.t()?)?;
-                            let dxc = &mut dx[a * self.x_len()..(a + m) * self.x_len()];
-                            try_with_slice::<T, _>(&dcols, |s| {
-                                col2im(&g, s, dxc);
-                                Ok(())
-                            })?;
-                        }
-                        if want_w {
-                            let cols = im2col(&g, xc);
-                            let cols = tensor(cols, (g.rows(), g.row_len()))?;
-                            acc(&gm.t()?.matmul(&cols)?)?;
-                        }
+        with_slices::<T, _>(&[x.clone(), gy, w.clone()], |d| {
+            let (xs, gs, wm) = (d[0], d[1], View::row_major(d[2], rows, cols));
+            for (a, m) in self.chunks(true) {
+                let g = self.geom(m);
+                let xc = &xs[a * self.x_len()..(a + m) * self.x_len()];
+                let gc = &gs[a * self.y_len()..(a + m) * self.y_len()];
+                if self.transposed {
+                    // dcols = im2col(gy); dx = dcols · wᵀ; dw = xᵀ · dcols.
+                    let dcols = im2col(&g, gc);
+                    let dcols = View::row_major(&dcols, g.rows(), g.row_len());
+                    if want_x {
+                        let dxc = &mut dx[a * self.x_len()..(a + m) * self.x_len()];
+                        to_channels_first(&product(dcols, wm.t()), self.c_in, hw, dxc);
+                    }
+                    if want_w {
+                        let xt = to_channels_last(xc, self.c_in, hw);
+                        acc(product(View::row_major(&xt, m * hw, self.c_in).t(), dcols));
+                    }
+                } else {
+                    // gm = gy as [m·Ho·Wo, c_out]; dx = col2im(gm · w); dw = gmᵀ · im2col(x).
+                    let gm = to_channels_last(gc, self.c_out, ohw);
+                    let gm = View::row_major(&gm, m * ohw, self.c_out);
+                    if want_x {
+                        let dxc = &mut dx[a * self.x_len()..(a + m) * self.x_len()];
+                        col2im(&g, &product(gm, wm), dxc);
+                    }
+                    if want_w {
+                        let cs = im2col(&g, xc);
+                        acc(product(gm.t(), View::row_major(&cs, g.rows(), g.row_len())));
                     }
                 }
-                Ok(())
-            })
+            }
         })?;
         let dx = if want_x {
             Some(tensor(dx, x.dims())?)
