@@ -74,6 +74,27 @@ fn inside(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
     last.is_some_and(|last| last < len)
 }
 
+/// Panics unless `a · b` is defined and both views lie inside their slices.
+fn check_operands<T>(a: &View<T>, b: &View<T>) {
+    assert!(
+        a.cols == b.rows,
+        "matmul shapes: [{}, {}] · [{}, {}]",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols
+    );
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        inside(a.data.len(), m, k, a.rs, a.cs),
+        "matmul: lhs out of bounds"
+    );
+    assert!(
+        inside(b.data.len(), k, n, b.rs, b.cs),
+        "matmul: rhs out of bounds"
+    );
+}
+
 /// `dst = a · b`, or `dst += a · b` when `accumulate`, single-threaded.
 ///
 /// # Panics
@@ -93,14 +114,7 @@ pub fn matmul<T: HostFloat>(dst: ViewMut<T>, a: View<T>, b: View<T>, accumulate:
         "matmul: destination out of bounds"
     );
     assert!(m <= 1 || dst.rs >= n, "matmul: destination rows overlap");
-    assert!(
-        inside(a.data.len(), m, k, a.rs, a.cs),
-        "matmul: lhs out of bounds"
-    );
-    assert!(
-        inside(b.data.len(), k, n, b.rs, b.cs),
-        "matmul: rhs out of bounds"
-    );
+    check_operands(&a, &b);
     if m == 0 || n == 0 {
         return;
     }
@@ -112,19 +126,39 @@ pub fn matmul<T: HostFloat>(dst: ViewMut<T>, a: View<T>, b: View<T>, accumulate:
         }
         return;
     }
-    let isize_of = |s: usize| isize::try_from(s).expect("a stride fits in isize");
     // SAFETY: the asserts above put every element the crate reads (`a`, `b`) or writes (`dst`,
-    // whose rows do not overlap, so its elements are distinct) inside the borrowed slices; `dst` is borrowed
-    // mutably, so it aliases neither operand; `Parallelism::None` keeps the work on this thread.
+    // whose rows do not overlap, so its elements are distinct) inside the borrowed slices; `dst`
+    // is borrowed mutably, so it aliases neither operand.
+    let dst_ptr = dst.data.as_mut_ptr();
+    unsafe { call_gemm(dst_ptr, dst.rs, accumulate, &a, &b, gemm::Parallelism::None) };
+}
+
+/// The crate's `dst = a·b` (or `dst += a·b` when `read_dst`) for a destination of `a.rows` rows
+/// of `b.cols` values, `dst_rs` apart.
+///
+/// # Safety
+/// The operands passed [`check_operands`] with `a.cols > 0`; `dst` is valid for writes (and, when
+/// `read_dst`, reads) of the whole destination, whose rows do not overlap, and aliases neither
+/// operand.
+unsafe fn call_gemm<T: HostFloat>(
+    dst: *mut T,
+    dst_rs: usize,
+    read_dst: bool,
+    a: &View<T>,
+    b: &View<T>,
+    parallelism: gemm::Parallelism,
+) {
+    let isize_of = |s: usize| isize::try_from(s).expect("a stride fits in isize");
+    // SAFETY: the caller's contract.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst.data.as_mut_ptr(),
+            a.rows,
+            b.cols,
+            a.cols,
+            dst,
             1,
-            isize_of(dst.rs),
-            accumulate,
+            isize_of(dst_rs),
+            read_dst,
             a.data.as_ptr(),
             isize_of(a.cs),
             isize_of(a.rs),
@@ -136,7 +170,7 @@ pub fn matmul<T: HostFloat>(dst: ViewMut<T>, a: View<T>, b: View<T>, accumulate:
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
@@ -149,22 +183,7 @@ pub fn matmul<T: HostFloat>(dst: ViewMut<T>, a: View<T>, b: View<T>, accumulate:
 /// As [`matmul`].
 pub fn product<T: HostFloat>(a: View<T>, b: View<T>) -> Vec<T> {
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert!(
-        b.rows == k,
-        "product shapes: [{}, {}] · [{}, {}]",
-        a.rows,
-        a.cols,
-        b.rows,
-        b.cols
-    );
-    assert!(
-        inside(a.data.len(), m, k, a.rs, a.cs),
-        "product: lhs out of bounds"
-    );
-    assert!(
-        inside(b.data.len(), k, n, b.rs, b.cs),
-        "product: rhs out of bounds"
-    );
+    check_operands(&a, &b);
     if m == 0 || n == 0 || k == 0 {
         return vec![T::zero(); m * n];
     }
@@ -174,33 +193,12 @@ pub fn product<T: HostFloat>(a: View<T>, b: View<T>) -> Vec<T> {
     } else {
         gemm::Parallelism::None
     };
-    let isize_of = |s: usize| isize::try_from(s).expect("a stride fits in isize");
     let mut out: Vec<T> = Vec::with_capacity(m * n);
-    // SAFETY: as in `matmul` for the operands; the destination is the vector's `m · n` spare
-    // elements, row-major. With `read_dst = false` the crate reads none of them and writes every
-    // one (`dst = a·b`; k > 0 here), so all are initialised before `set_len`.
+    // SAFETY: the operands were checked; the destination is the vector's `m · n` spare elements,
+    // row-major, which nothing else references. With `read_dst = false` the crate reads none of
+    // them and writes every one (`dst = a·b`, k > 0 here), so all are initialised at `set_len`.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            isize_of(n),
-            false,
-            a.data.as_ptr(),
-            isize_of(a.cs),
-            isize_of(a.rs),
-            b.data.as_ptr(),
-            isize_of(b.cs),
-            isize_of(b.rs),
-            T::zero(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        );
+        call_gemm(out.as_mut_ptr(), n, false, &a, &b, parallelism);
         out.set_len(m * n);
     }
     out

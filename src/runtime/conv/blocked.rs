@@ -75,6 +75,14 @@ fn image_runs(
 /// gathered into row-major blocks first, so that one GEMM covers several images.
 const MIN_RUN: usize = 128;
 
+/// A task's buffers for blocks of `block` rows: the gathered rows of the small grid (`c` values
+/// each; none where images of `per_image` rows are multiplied in place) and the columns (`row`
+/// values each).
+fn scratch<T: HostFloat>(per_image: usize, block: usize, c: usize, row: usize) -> (Vec<T>, Vec<T>) {
+    let gathered = if per_image < MIN_RUN { block } else { 0 };
+    (vec![T::zero(); gathered * c], vec![T::zero(); block * row])
+}
+
 /// Rows `ij..ij + len` of `image` of a channels-first `small` (`c` channels) as a `[len, c]`
 /// view.
 fn run_view<'a, T>(
@@ -136,13 +144,7 @@ pub(super) fn gather_gemm<T: HostFloat>(
     par_chunks_filled(g.n * o * per_image, per * o * per_image, |t, small| {
         let big = &big[t * per * img..];
         let rows = small.len() / o.max(1);
-        let mut cols = vec![T::zero(); block.min(rows) * row];
-        let gathered = if per_image < MIN_RUN {
-            block.min(rows)
-        } else {
-            0
-        };
-        let mut prod = vec![T::zero(); gathered * o];
+        let (mut prod, mut cols) = scratch(per_image, block.min(rows), o, row);
         for r0 in (0..rows).step_by(block) {
             let nr = block.min(rows - r0);
             let cols = &mut cols[..nr * row];
@@ -184,13 +186,7 @@ pub(super) fn gemm_scatter<T: HostFloat>(
     par_chunks_filled(g.n * img, per * img, |t, big| {
         let small = &small[t * per * c_small * per_image..];
         let rows = big.len() / img.max(1) * per_image;
-        let gathered = if per_image < MIN_RUN {
-            block.min(rows)
-        } else {
-            0
-        };
-        let mut lhs = vec![T::zero(); gathered * c_small];
-        let mut cols = vec![T::zero(); block.min(rows) * row];
+        let (mut lhs, mut cols) = scratch(per_image, block.min(rows), c_small, row);
         for r0 in (0..rows).step_by(block) {
             let nr = block.min(rows - r0);
             let cols = &mut cols[..nr * row];
@@ -232,13 +228,7 @@ pub(super) fn weight_grad<T: HostFloat>(
         .map(|(big, small)| {
             let mut acc = vec![T::zero(); c_small * row];
             let rows = small.len() / c_small.max(1);
-            let gathered = if per_image < MIN_RUN {
-                block.min(rows)
-            } else {
-                0
-            };
-            let mut lhs = vec![T::zero(); gathered * c_small];
-            let mut cols = vec![T::zero(); block.min(rows) * row];
+            let (mut lhs, mut cols) = scratch(per_image, block.min(rows), c_small, row);
             for r0 in (0..rows).step_by(block) {
                 let nr = block.min(rows - r0);
                 let cols = &mut cols[..nr * row];
