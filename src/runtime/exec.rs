@@ -823,8 +823,8 @@ fn full_dims(s: &Shape, batch: Option<usize>) -> candle_core::Result<Vec<usize>>
 /// `exp` is the costly part of the convolutional energies' derived gradients. The formulas are
 /// candle's own (`silu`, `candle_nn::ops::sigmoid`): in f64 the values are the same bits; in f32
 /// `exp` is the vectorised [`super::expf::exp`] (within 2 ulp) and swish is `x · σ` (one
-/// division, not two), so they may differ from candle's in the last bits. `None` (use candle's ops) off the CPU, for other dtypes, and for an `x` on
-/// the autograd tape.
+/// division, not two), so they may differ from candle's in the last bits. `None` (use candle's
+/// ops) off the CPU, for other dtypes, and for an `x` on the autograd tape.
 fn swish_and_sigmoid(x: &Tensor) -> candle_core::Result<Option<(Tensor, Tensor)>> {
     if !x.device().is_cpu() || x.track_op() {
         return Ok(None);

@@ -1,10 +1,12 @@
 //! A safe front to the `gemm` crate (the GEMM under candle's CPU `matmul`) for products of strided
-//! views on the calling thread. The blocked convolutions multiply cache-sized blocks inside their
-//! own rayon tasks, so the product must neither spawn threads nor need contiguous tensors.
+//! views. [`matmul`] runs on the calling thread: the blocked convolutions multiply cache-sized
+//! blocks inside their own rayon tasks, so it must neither spawn threads nor need contiguous
+//! tensors. [`product`] returns a new matrix computed on all of rayon's threads (the whole-chunk
+//! GEMMs of the convolutions' other path).
 //!
-//! The crate's entry point takes raw pointers and strides; [`matmul`] checks that every element
-//! of each view lies inside its slice and that no two elements of the destination share memory,
-//! which is all the crate needs to stay in bounds and race-free.
+//! The crate's entry point takes raw pointers and strides; both check that every element of each
+//! view lies inside its slice and that no two elements of the destination share memory, which is
+//! all the crate needs to stay in bounds and race-free.
 
 use super::host::HostFloat;
 
