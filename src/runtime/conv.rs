@@ -15,7 +15,10 @@
 //!
 //! The GEMMs are candle's own `gemm` crate, called on slices ([`super::gemm`]); `im2col`, `col2im`
 //! and the layout changes are rayon loops over contiguous slices. Where the weight matrix is
-//! small, [`blocked`] builds and multiplies the columns a cache-sized block at a time instead.
+//! small, [`blocked`] builds and multiplies the columns a cache-sized block at a time instead,
+//! and [`implicit`] computes the forward products of layers with many input channels from the
+//! input itself; both add a bias (off the autograd tape) inside their tasks, while the output is
+//! in cache.
 //! Otherwise everything runs over chunks of whole images whose columns are a few MiB: they stay
 //! in the last-level cache between the GEMM and the scatter, and (being below glibc's mmap
 //! threshold) their buffers are reused instead of being faulted in afresh on every call (for the
@@ -28,6 +31,7 @@
 //! and dtypes keep candle's own convolutions.
 
 mod blocked;
+mod implicit;
 
 use super::gemm::{View, product};
 use super::host::{
@@ -314,6 +318,9 @@ struct Conv {
     /// Whether the columns are built block by block ([`blocked`], for small weight matrices)
     /// instead of chunk by chunk around whole-chunk GEMMs.
     blocked: bool,
+    /// Whether the blocked path computes forward products (`gather_gemm`) with [`implicit`]
+    /// GEMMs: `None` where [`implicit::applies`] says they pay (production), `Some` forced (tests).
+    implicit: Option<bool>,
     /// Values per block of columns of the blocked path ([`blocked::BLOCK_ELEMS`]; smaller in
     /// tests).
     block_elems: usize,
@@ -392,18 +399,21 @@ impl Conv {
         }
     }
 
-    /// The forward pass of [`blocked`]: `x` and `w` contiguous.
-    fn forward_blocked<T: HostFloat>(&self, x: &Tensor, w: &Tensor) -> Result<Vec<T>> {
+    /// Whether the blocked path's forward product of `g` takes [`implicit`] GEMMs.
+    fn takes_implicit(&self, g: &Geom) -> bool {
+        self.implicit.unwrap_or_else(|| implicit::applies(g))
+    }
+
+    /// The forward pass of [`blocked`], with the bias (when given) added inside the tasks.
+    fn forward_blocked<T: HostFloat>(&self, xs: &[T], wm: View<T>, bias: Option<&[T]>) -> Vec<T> {
         let g = self.geom(self.n);
-        let (rows, cols) = self.w_rows();
-        with_slices::<T, _>(&[x.clone(), w.clone()], |d| {
-            let wm = View::row_major(d[1], rows, cols);
-            if self.transposed {
-                blocked::gemm_scatter(&g, self.block_elems, d[0], wm)
-            } else {
-                blocked::gather_gemm(&g, self.block_elems, d[0], wm.t())
-            }
-        })
+        if self.transposed {
+            blocked::gemm_scatter(&g, self.block_elems, xs, wm, bias)
+        } else if self.takes_implicit(&g) {
+            implicit::gather_gemm(&g, xs, wm, bias)
+        } else {
+            blocked::gather_gemm(&g, self.block_elems, xs, wm.t(), bias)
+        }
     }
 
     /// The backward pass of [`blocked`] (as [`Conv::backward`]); all three contiguous.
@@ -421,10 +431,12 @@ impl Conv {
             // The large image and the small grid: (gy, x) transposed, (x, gy) otherwise.
             let (big, small) = if self.transposed { (gs, xs) } else { (xs, gs) };
             let dx = want_x.then(|| {
-                if self.transposed {
-                    blocked::gather_gemm(&g, self.block_elems, gs, wm.t())
+                if self.transposed && self.takes_implicit(&g) {
+                    implicit::gather_gemm(&g, gs, wm, None)
+                } else if self.transposed {
+                    blocked::gather_gemm(&g, self.block_elems, gs, wm.t(), None)
                 } else {
-                    blocked::gemm_scatter(&g, self.block_elems, gs, wm)
+                    blocked::gemm_scatter(&g, self.block_elems, gs, wm, None)
                 }
             });
             let dw = want_w.then(|| blocked::weight_grad(&g, self.block_elems, big, small, rows));
@@ -435,16 +447,19 @@ impl Conv {
         Ok((dx, dw))
     }
 
-    fn forward<T: HostFloat>(&self, x: &Tensor, w: &Tensor) -> Result<Vec<T>> {
-        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
-        if self.blocked {
-            return self.forward_blocked(&x, &w);
-        }
+    /// `conv(x, w)`, plus `b` per output channel when given (the blocked path only: see
+    /// [`Conv::fuses_bias`]).
+    fn forward<T: HostFloat>(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Vec<T>> {
+        let mut operands = vec![x.detach().contiguous()?, w.detach().contiguous()?];
+        operands.extend(b.map(|b| b.detach().contiguous()).transpose()?);
         let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
         let (rows, cols) = self.w_rows();
-        let mut y = zeros::<T>(self.n * self.y_len());
-        with_slices::<T, _>(&[x, w], |d| {
+        with_slices::<T, _>(&operands, |d| {
             let (xs, wm) = (d[0], View::row_major(d[1], rows, cols));
+            if self.blocked {
+                return self.forward_blocked(xs, wm, d.get(2).copied());
+            }
+            let mut y = zeros::<T>(self.n * self.y_len());
             for (a, m) in self.chunks(false) {
                 let g = self.geom(m);
                 let xc = &xs[a * self.x_len()..(a + m) * self.x_len()];
@@ -461,8 +476,19 @@ impl Conv {
                     to_channels_first(&ys, self.c_out, ohw, yc);
                 }
             }
-        })?;
-        Ok(y)
+            y
+        })
+    }
+
+    /// Whether the forward pass adds the bias `b` itself: on the blocked path, where each task adds
+    /// it to its images while they are in cache (a separate pass reads and writes the whole output
+    /// again), and only off the autograd tape (the tracked node has no bias operand).
+    fn fuses_bias(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> bool {
+        self.blocked
+            && !(x.track_op() || w.track_op() || b.track_op())
+            && b.device().is_cpu()
+            && b.dtype() == x.dtype()
+            && b.dims() == [self.c_out]
     }
 
     /// The gradients w.r.t. `x` and `w` (each only when `want_*`) given the output's `gy`.
@@ -542,22 +568,29 @@ impl Conv {
         (self.n, self.c_out, self.ho, self.wo).into()
     }
 
-    /// Runs the forward pass and wraps it as one autograd node on `(x, w)` when either is tracked.
-    fn apply(self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    /// Runs the forward pass and wraps it as one autograd node on `(x, w)` when either is tracked;
+    /// adds the bias `b` (`[c_out]`, or one value) when given.
+    fn apply(self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let fused = b.filter(|b| self.fuses_bias(x, w, b));
         let storage = match x.dtype() {
-            DType::F32 => CpuStorage::F32(self.forward::<f32>(x, w)?),
-            DType::F64 => CpuStorage::F64(self.forward::<f64>(x, w)?),
+            DType::F32 => CpuStorage::F32(self.forward::<f32>(x, w, fused)?),
+            DType::F64 => CpuStorage::F64(self.forward::<f64>(x, w, fused)?),
             d => candle_core::bail!("conv: unsupported dtype {d:?}"),
         };
-        if !x.track_op() && !w.track_op() {
-            return match storage {
-                CpuStorage::F32(v) => tensor(v, self.out_shape()),
-                CpuStorage::F64(v) => tensor(v, self.out_shape()),
+        let y = if !x.track_op() && !w.track_op() {
+            match storage {
+                CpuStorage::F32(v) => tensor(v, self.out_shape())?,
+                CpuStorage::F64(v) => tensor(v, self.out_shape())?,
                 _ => unreachable!(),
-            };
+            }
+        } else {
+            let result = Precomputed::new(storage, self.out_shape());
+            x.apply_op2(w, Node { conv: self, result })?
+        };
+        match b {
+            Some(b) if fused.is_none() => add_channel_bias(&y, b),
+            _ => Ok(y),
         }
-        let result = Precomputed::new(storage, self.out_shape());
-        x.apply_op2(w, Node { conv: self, result })
     }
 }
 
@@ -615,39 +648,67 @@ fn fast_path(x: &Tensor, w: &Tensor) -> bool {
 }
 
 /// `x.conv_transpose2d(w, padding, output_padding, stride, 1)` for `x: [N, C_in, H, W]`,
-/// `w: [C_in, C_out, k, k]` (PyTorch layout), without bias; differentiable w.r.t. `x` and `w`.
-/// Falls back to candle's own off the CPU and for other dtypes.
+/// `w: [C_in, C_out, k, k]` (PyTorch layout), plus the bias `b` (`[C_out]`, or one value) when
+/// given; differentiable w.r.t. all three. Falls back to candle's own off the CPU and for other
+/// dtypes.
 pub fn conv_transpose2d(
     x: &Tensor,
     w: &Tensor,
+    b: Option<&Tensor>,
     stride: usize,
     padding: usize,
     output_padding: usize,
 ) -> Result<Tensor> {
-    match plan_transposed(x, w, stride, padding, output_padding)? {
-        Some(conv) => conv.apply(x, w),
-        None => {
-            x.contiguous()?
-                .conv_transpose2d(&w.contiguous()?, padding, output_padding, stride, 1)
-        }
+    let y = match plan_transposed(x, w, stride, padding, output_padding)? {
+        Some(conv) => return conv.apply(x, w, b),
+        None => x.contiguous()?.conv_transpose2d(
+            &w.contiguous()?,
+            padding,
+            output_padding,
+            stride,
+            1,
+        )?,
+    };
+    match b {
+        Some(b) => add_channel_bias(&y, b),
+        None => Ok(y),
     }
 }
 
-/// `x.conv2d(w, padding, stride, 1, 1)` for `x: [N, C_in, H, W]`, `w: [C_out, C_in, k, k]`,
-/// without bias; differentiable w.r.t. `x` and `w`. Falls back to candle's own off the CPU and
-/// for other dtypes.
-pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    match plan(x, w, stride, padding)? {
-        Some(conv) => conv.apply(x, w),
+/// `x.conv2d(w, padding, stride, 1, 1)` for `x: [N, C_in, H, W]`, `w: [C_out, C_in, k, k]`, plus
+/// the bias `b` (`[C_out]`, or one value) when given; differentiable w.r.t. all three. Falls back
+/// to candle's own off the CPU and for other dtypes.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let y = match plan(x, w, stride, padding)? {
+        Some(conv) => return conv.apply(x, w, b),
         None => x
             .contiguous()?
-            .conv2d(&w.contiguous()?, padding, stride, 1, 1),
+            .conv2d(&w.contiguous()?, padding, stride, 1, 1)?,
+    };
+    match b {
+        Some(b) => add_channel_bias(&y, b),
+        None => Ok(y),
+    }
+}
+
+/// `out[p] += bias[(p / plane) % bias.len()]`: a bias per channel of channels-first images whose
+/// planes have `plane` values (the sums of [`add_bias_host`]).
+fn add_bias_in_place<T: WithDType>(out: &mut [T], bias: &[T], plane: usize) {
+    for (i, run) in out.chunks_mut(plane.max(1)).enumerate() {
+        let b = bias[i % bias.len()];
+        run.iter_mut().for_each(|v| *v += b);
     }
 }
 
 /// `y + b` for `y: [N, C, H, W]` and a bias `b` of `C` values (or one): on the CPU off the
 /// autograd tape one parallel pass (candle's `broadcast_add` runs on one thread), the same sums.
-pub fn add_channel_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
+fn add_channel_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
     let c = if b.elem_count() == 1 { 1 } else { y.dim(1)? };
     let host = is_host_float(y) && y.dtype() == b.dtype() && y.rank() == 4;
     if !host || y.track_op() || b.track_op() || b.elem_count() != c {
@@ -715,6 +776,7 @@ fn plan_transposed(
         s: stride,
         p: padding,
         blocked: c_in * c_out * k * k <= blocked::MAX_WEIGHT_ELEMS,
+        implicit: None,
         block_elems: blocked::BLOCK_ELEMS,
         chunk_elems: CHUNK_ELEMS,
         min_rows: MIN_ROWS,
@@ -748,6 +810,7 @@ fn plan(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Option<
         s: stride,
         p: padding,
         blocked: c_in * c_out * k * k <= blocked::MAX_WEIGHT_ELEMS,
+        implicit: None,
         block_elems: blocked::BLOCK_ELEMS,
         chunk_elems: CHUNK_ELEMS,
         min_rows: MIN_ROWS,
@@ -802,20 +865,28 @@ mod tests {
         Chunked(Option<usize>),
         /// The blocked kernels with this many values per block of columns.
         Blocked(usize),
+        /// The blocked path with implicit forward products.
+        Implicit,
     }
 
     /// The paths tried: production chunking, one and two images per chunk, production blocks,
-    /// and blocks of one row.
-    const PATHS: [Path; 5] = [
+    /// blocks of one row (both with column products), and implicit forward products.
+    const PATHS: [Path; 6] = [
         Path::Chunked(None),
         Path::Chunked(Some(1)),
         Path::Chunked(Some(2)),
         Path::Blocked(blocked::BLOCK_ELEMS),
         Path::Blocked(1),
+        Path::Implicit,
     ];
 
     /// Ours, on `path`.
-    fn with_path(mut c: Conv, path: Path, x: &Tensor, w: &Tensor) -> Tensor {
+    fn with_path(c: Conv, path: Path, x: &Tensor, w: &Tensor) -> Tensor {
+        on_path(c, path).apply(x, w, None).unwrap()
+    }
+
+    /// `c` set to take `path`.
+    fn on_path(mut c: Conv, path: Path) -> Conv {
         match path {
             Path::Chunked(images) => {
                 c.blocked = false;
@@ -830,10 +901,15 @@ mod tests {
             }
             Path::Blocked(values) => {
                 c.blocked = true;
+                c.implicit = Some(false);
                 c.block_elems = values;
             }
+            Path::Implicit => {
+                c.blocked = true;
+                c.implicit = Some(true);
+            }
         }
-        c.apply(x, w).unwrap()
+        c
     }
 
     fn convt(x: &Tensor, w: &Tensor, s: usize, p: usize, op: usize, ch: Path) -> Tensor {
@@ -903,7 +979,7 @@ mod tests {
                 assert!(d < 1e-12, "{case:?}, path {ch:?}: max diff {d:e}");
             }
             assert_eq!(
-                conv_transpose2d(&x, &w, s, p, op).unwrap().dims(),
+                conv_transpose2d(&x, &w, None, s, p, op).unwrap().dims(),
                 want.dims()
             );
             // f32 as well (looser: another summation order).
@@ -912,7 +988,10 @@ mod tests {
                 w.to_dtype(DType::F32).unwrap(),
             );
             let want = x32.conv_transpose2d(&w32, p, op, s, 1).unwrap();
-            let d = max_diff(&conv_transpose2d(&x32, &w32, s, p, op).unwrap(), &want);
+            let d = max_diff(
+                &conv_transpose2d(&x32, &w32, None, s, p, op).unwrap(),
+                &want,
+            );
             assert!(d < 1e-4, "f32 {case:?}: max diff {d:e}");
         }
     }
@@ -936,7 +1015,7 @@ mod tests {
                 w.to_dtype(DType::F32).unwrap(),
             );
             let want = x32.conv2d(&w32, p, s, 1, 1).unwrap();
-            let d = max_diff(&conv2d(&x32, &w32, s, p).unwrap(), &want);
+            let d = max_diff(&conv2d(&x32, &w32, None, s, p).unwrap(), &want);
             assert!(d < 1e-4, "f32 {:?}: max diff {d:e}", conv_cases()[i]);
         }
     }
@@ -1169,13 +1248,58 @@ mod tests {
     }
 
     #[test]
+    fn a_bias_added_inside_the_blocked_tasks_gives_the_bits_of_the_separate_pass() {
+        let bits = crate::runtime::bit_pattern;
+        for dtype in [DType::F32, DType::F64] {
+            let t = |shape: &[usize], seed| rand(shape, seed).to_dtype(dtype).unwrap();
+            // A convolution ([4, 3, 4, 4]: 4 outputs) and a transposed one (3 outputs).
+            let (x, xt, w) = (
+                t(&[5, 3, 9, 9], 31),
+                t(&[5, 4, 5, 5], 32),
+                t(&[4, 3, 4, 4], 33),
+            );
+            let cases = [
+                (plan(&x, &w, 2, 1).unwrap().unwrap(), &x, t(&[4], 34)),
+                (
+                    plan_transposed(&xt, &w, 2, 1, 1).unwrap().unwrap(),
+                    &xt,
+                    t(&[3], 35),
+                ),
+            ];
+            for (c, x, b) in cases {
+                for path in [
+                    Path::Blocked(blocked::BLOCK_ELEMS),
+                    Path::Blocked(1),
+                    Path::Implicit,
+                ] {
+                    let c = on_path(c, path);
+                    assert!(c.fuses_bias(x, &w, &b));
+                    let got = c.apply(x, &w, Some(&b)).unwrap();
+                    let y = c.apply(x, &w, None).unwrap();
+                    let want = y.broadcast_add(&b.reshape((1, b.dim(0).unwrap(), 1, 1)).unwrap());
+                    assert_eq!(bits(&got), bits(&want.unwrap()), "{dtype:?}, {path:?}");
+                }
+            }
+        }
+        // A tracked bias is added by candle's op, so that its gradient exists.
+        let (x, w) = (rand(&[2, 3, 6, 6], 36), rand(&[4, 3, 3, 3], 37));
+        let b = Var::from_tensor(&rand(&[4], 38)).unwrap();
+        let c = plan(&x, &w, 1, 1).unwrap().unwrap();
+        assert!(c.blocked && !c.fuses_bias(&x, &w, b.as_tensor()));
+        let y = conv2d(&x, &w, Some(b.as_tensor()), 1, 1).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let gb: Vec<f64> = g.get(b.as_tensor()).unwrap().to_vec1().unwrap();
+        assert_eq!(gb, vec![72.0; 4]);
+    }
+
+    #[test]
     fn detached_inputs_give_an_untracked_result() {
         let x = rand(&[2, 3, 4, 4], 21);
         let w = rand(&[3, 5, 4, 4], 22);
-        assert!(!conv_transpose2d(&x, &w, 2, 1, 0).unwrap().track_op());
+        assert!(!conv_transpose2d(&x, &w, None, 2, 1, 0).unwrap().track_op());
         let w = Var::from_tensor(&w).unwrap();
         assert!(
-            conv_transpose2d(&x, w.as_tensor(), 2, 1, 0)
+            conv_transpose2d(&x, w.as_tensor(), None, 2, 1, 0)
                 .unwrap()
                 .track_op()
         );
@@ -1187,12 +1311,12 @@ mod tests {
         let w = rand(&[3, 2, 4, 4], 12).to_dtype(DType::BF16).unwrap();
         assert!(plan_transposed(&x, &w, 2, 1, 0).unwrap().is_none());
         let want = x.conv_transpose2d(&w, 1, 0, 2, 1).unwrap();
-        let got = conv_transpose2d(&x, &w, 2, 1, 0).unwrap();
+        let got = conv_transpose2d(&x, &w, None, 2, 1, 0).unwrap();
         let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
         assert_eq!(max_diff(&f64s(&got), &f64s(&want)), 0.0);
         // Mismatched channels: candle's own error.
         let (x, w) = (rand(&[2, 3, 4, 4], 13), rand(&[4, 2, 4, 4], 14));
-        assert!(conv_transpose2d(&x, &w, 2, 1, 0).is_err());
-        assert!(conv2d(&x, &w, 2, 1).is_err());
+        assert!(conv_transpose2d(&x, &w, None, 2, 1, 0).is_err());
+        assert!(conv2d(&x, &w, None, 2, 1).is_err());
     }
 }

@@ -638,7 +638,8 @@ impl Executor {
                 let batched = x.rank() == 4;
                 let x = if batched { x } else { x.unsqueeze(0)? };
                 // GEMM + im2col on the CPU (candle's own elsewhere); see `runtime::conv`.
-                let y = super::conv::conv2d(&x, &w, *stride, *padding)?;
+                let b = tensor_bias(arg(2));
+                let y = super::conv::conv2d(&x, &w, b, *stride, *padding)?;
                 conv_bias(y, arg(2), batched)?
             }
             Op::ConvTranspose2d {
@@ -650,7 +651,9 @@ impl Executor {
                 let batched = x.rank() == 4;
                 let x = if batched { x } else { x.unsqueeze(0)? };
                 // GEMM + col2im on the CPU (candle's own elsewhere); see `runtime::conv`.
-                let y = super::conv::conv_transpose2d(&x, &w, *stride, *padding, *output_padding)?;
+                let b = tensor_bias(arg(2));
+                let (s, p, op) = (*stride, *padding, *output_padding);
+                let y = super::conv::conv_transpose2d(&x, &w, b, s, p, op)?;
                 conv_bias(y, arg(2), batched)?
             }
             Op::Reshape => {
@@ -902,12 +905,20 @@ fn unary(u: Unary, x: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// Adds a convolution bias (`[C]`, or one number) to `y: [N, C, H, W]`; drops N if the input had none.
+/// A convolution's bias when it is a tensor: the convolution adds it ([`super::conv::conv2d`]).
+fn tensor_bias(b: &Val) -> Option<&Tensor> {
+    match b {
+        Val::T(b) => Some(b),
+        Val::Const(_) => None,
+    }
+}
+
+/// Adds a constant convolution bias to `y: [N, C, H, W]` (a tensor bias was added by the
+/// convolution); drops N if the input had none.
 fn conv_bias(y: Tensor, b: &Val, batched: bool) -> candle_core::Result<Tensor> {
     let y = match b {
-        Val::Const(c) if *c == 0.0 => y,
-        Val::Const(c) => y.affine(1.0, *c)?,
-        Val::T(b) => super::conv::add_channel_bias(&y, b)?,
+        Val::Const(c) if *c != 0.0 => y.affine(1.0, *c)?,
+        _ => y,
     };
     if batched { Ok(y) } else { y.squeeze(0) }
 }

@@ -16,7 +16,7 @@
 //!
 //! `small` is channels-first `[n, c_small, hs·ws]`, the layout of the tensors themselves.
 
-use super::{Geom, col2im_row, im2col_row};
+use super::{Geom, add_bias_in_place, col2im_row, im2col_row};
 use crate::runtime::gemm::{View, ViewMut, matmul};
 use crate::runtime::host::{HostFloat, par_chunks_filled};
 use rayon::prelude::*;
@@ -34,7 +34,7 @@ const TASKS: usize = 16;
 pub(super) const MAX_WEIGHT_ELEMS: usize = 1 << 16;
 
 /// Images per task.
-fn images_per_task(g: &Geom) -> usize {
+pub(super) fn images_per_task(g: &Geom) -> usize {
     g.n.div_ceil(TASKS).max(1)
 }
 
@@ -130,12 +130,14 @@ fn scatter_rows<T: HostFloat>(g: &Geom, rows: &[T], c: usize, r0: usize, small: 
     }
 }
 
-/// `small[n, o, (i, j)] = Σ im2col(big)[(n, i, j), q] · w[q, o]` for `w: [C·k², c_small]`.
+/// `small[n, o, (i, j)] = Σ im2col(big)[(n, i, j), q] · w[q, o] (+ bias[o])` for
+/// `w: [C·k², c_small]`.
 pub(super) fn gather_gemm<T: HostFloat>(
     g: &Geom,
     block_elems: usize,
     big: &[T],
     w: View<T>,
+    bias: Option<&[T]>,
 ) -> Vec<T> {
     let (row, o) = (g.row_len(), w.cols);
     let (per_image, img) = (g.hs * g.ws, g.c * g.hb * g.wb);
@@ -169,15 +171,19 @@ pub(super) fn gather_gemm<T: HostFloat>(
                 matmul(dst, w.t(), cols.t(), false);
             }
         }
+        if let Some(bias) = bias {
+            add_bias_in_place(small, bias, per_image);
+        }
     })
 }
 
-/// `big = col2im(rows(small) · w)` for `w: [c_small, C·k²]`.
+/// `big = col2im(rows(small) · w) (+ bias per channel of big)` for `w: [c_small, C·k²]`.
 pub(super) fn gemm_scatter<T: HostFloat>(
     g: &Geom,
     block_elems: usize,
     small: &[T],
     w: View<T>,
+    bias: Option<&[T]>,
 ) -> Vec<T> {
     let (row, c_small) = (g.row_len(), w.rows);
     let (per_image, img) = (g.hs * g.ws, g.c * g.hb * g.wb);
@@ -206,6 +212,9 @@ pub(super) fn gemm_scatter<T: HostFloat>(
                 let out = &mut big[nn * img..(nn + 1) * img];
                 col2im_row(g, src, ij / g.ws, ij % g.ws, out);
             }
+        }
+        if let Some(bias) = bias {
+            add_bias_in_place(big, bias, g.hb * g.wb);
         }
     })
 }
