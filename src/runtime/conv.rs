@@ -587,10 +587,7 @@ impl Conv {
             let result = Precomputed::new(storage, self.out_shape());
             x.apply_op2(w, Node { conv: self, result })?
         };
-        match b {
-            Some(b) if fused.is_none() => add_channel_bias(&y, b),
-            _ => Ok(y),
-        }
+        plus_bias(y, if fused.is_some() { None } else { b })
     }
 }
 
@@ -669,10 +666,7 @@ pub fn conv_transpose2d(
             1,
         )?,
     };
-    match b {
-        Some(b) => add_channel_bias(&y, b),
-        None => Ok(y),
-    }
+    plus_bias(y, b)
 }
 
 /// `x.conv2d(w, padding, stride, 1, 1)` for `x: [N, C_in, H, W]`, `w: [C_out, C_in, k, k]`, plus
@@ -691,10 +685,7 @@ pub fn conv2d(
             .contiguous()?
             .conv2d(&w.contiguous()?, padding, stride, 1, 1)?,
     };
-    match b {
-        Some(b) => add_channel_bias(&y, b),
-        None => Ok(y),
-    }
+    plus_bias(y, b)
 }
 
 /// `out[p] += bias[(p / plane) % bias.len()]`: a bias per channel of channels-first images whose
@@ -703,6 +694,14 @@ fn add_bias_in_place<T: WithDType>(out: &mut [T], bias: &[T], plane: usize) {
     for (i, run) in out.chunks_mut(plane.max(1)).enumerate() {
         let b = bias[i % bias.len()];
         run.iter_mut().for_each(|v| *v += b);
+    }
+}
+
+/// `y`, plus `b` when given ([`add_channel_bias`]).
+fn plus_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    match b {
+        Some(b) => add_channel_bias(&y, b),
+        None => Ok(y),
     }
 }
 

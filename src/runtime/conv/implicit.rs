@@ -35,26 +35,28 @@ struct Planes {
     /// Rows and row length of a phase plane of one image.
     u: usize,
     v: usize,
-    /// Positions computed for `images` images: up to the last kept one of the last image.
-    m: usize,
     /// Values per channel of a phase: the images' planes and 8 values of slack, so that every
-    /// tap's run of a group (`m` rounded up to a multiple of 8) stays inside.
+    /// tap's run over a group of images ([`Planes::positions`]) stays inside.
     channel: usize,
 }
 
 impl Planes {
+    /// The planes of `images` images.
     fn new(g: &Geom, images: usize) -> Self {
         let d = g.k.div_ceil(g.s);
         let (u, v) = (g.hs + d - 1, g.ws + d - 1);
-        let m = (images.max(1) - 1) * u * v + (g.hs - 1) * v + g.ws;
-        // A multiple of 8 rows: the crate then reads the operand without packing it.
-        let m = m.next_multiple_of(8);
         Planes {
             u,
             v,
-            m,
             channel: images * u * v + 8,
         }
+    }
+
+    /// Positions computed for `images` consecutive images: up to the last kept one of the last
+    /// image, rounded up to a multiple of 8 (the crate then reads the runs without packing them).
+    fn positions(&self, g: &Geom, images: usize) -> usize {
+        let m = (images.max(1) - 1) * self.u * self.v + (g.hs - 1) * self.v + g.ws;
+        m.next_multiple_of(8)
     }
 }
 
@@ -64,8 +66,8 @@ pub(super) fn applies(g: &Geom) -> bool {
         return false;
     }
     let images = images_per_task(g).min(g.n.max(1)).min(GROUP);
-    let planes = Planes::new(g, images);
-    (images * g.hs * g.ws) as f64 >= MIN_KEPT * planes.m as f64
+    let computed = Planes::new(g, images).positions(g, images);
+    (images * g.hs * g.ws) as f64 >= MIN_KEPT * computed as f64
 }
 
 /// `small[n, o, (i, j)] = Σ im2col(big)[(n, i, j), q] · w[o, q] (+ bias[o])` for
@@ -96,7 +98,7 @@ pub(super) fn gather_gemm<T: HostFloat>(
         let pl = Planes::new(g, images.next_multiple_of(group));
         let phases = phase_planes(g, &pl, big, images);
         let phase_len = g.c * pl.channel;
-        let gm = Planes::new(g, group).m;
+        let gm = pl.positions(g, group);
         // `[o, gm]`, row-major: the crate computes it as its transpose, with the runs as the left
         // operand.
         let mut acc = vec![T::zero(); o * gm];
