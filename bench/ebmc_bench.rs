@@ -21,6 +21,7 @@ use ebmc::check::CheckedSpec;
 use ebmc::ir::Program;
 use ebmc::runtime::data;
 use ebmc::runtime::exec::ParamMode;
+use ebmc::runtime::train::run::{Threads, choose_threads};
 use ebmc::runtime::train::{Batch, Session};
 use ebmc::source::SourceFile;
 use serde_json::{Value, json};
@@ -124,27 +125,33 @@ fn compile(source: &SourceFile) -> Res<(CheckedSpec, Program)> {
     ebmc::compile_source(source).map_err(|d| d.render(ebmc::diag::RenderStyle::Plain).to_string())
 }
 
-/// Pins the thread counts as `ebmc run` does (`cli::set_threads`): `--threads`, else an existing
-/// `RAYON_NUM_THREADS`, else the CLI's choice for the spec; candle's elementwise pool gets one.
-/// Must run before the first candle op. Returns the Rayon thread count.
-fn set_threads(args: &Args, spec: Option<&CheckedSpec>) -> usize {
+/// Pins the thread counts as `ebmc run` does (`cli::set_threads`): an existing `RAYON_NUM_THREADS`
+/// without `--threads` is kept for the ops (chains on one thread); else `--threads` (default: every
+/// core) is spent as the CLI would on the spec (`choose_threads`); candle's elementwise pool gets
+/// one. Must run before the first candle op.
+fn set_threads(args: &Args, spec: Option<&CheckedSpec>) -> Threads {
     let from_env = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = args
-        .threads
-        .or(from_env)
-        .or(spec.map(ebmc::runtime::train::run::choose_threads))
-        .unwrap_or(cores);
+    let budget = args.threads.unwrap_or(cores);
+    let t = match (args.threads, from_env, spec) {
+        (None, Some(n), _) => Threads { ops: n, chains: 1 },
+        (_, _, Some(spec)) => choose_threads(spec, budget),
+        (_, _, None) => Threads {
+            ops: budget,
+            chains: 1,
+        },
+    };
+    ebmc::runtime::sampler::set_chain_threads(t.chains);
     // SAFETY: no other thread exists yet (nothing has touched candle or rayon).
     unsafe {
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", t.ops.to_string());
         if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
             std::env::set_var("CANDLE_NUM_THREADS", "1");
         }
     }
-    n
+    t
 }
 
 /// Runs `f` `warmup` times untimed, then `repeats` times; returns the seconds of each timed run
@@ -398,7 +405,10 @@ fn run(args: &Args) -> Res<Value> {
         "latent": args.latent,
         "repeats": args.repeats,
         "warmup": args.warmup,
-        "threads": threads,
+        // The larger of the two: the count PyTorch gets for the same work.
+        "threads": threads.ops.max(threads.chains),
+        "op_threads": threads.ops,
+        "chain_threads": threads.chains,
         "candle_threads": candle_core::utils::get_num_threads(),
         "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").ok(),
         "times_s": times,

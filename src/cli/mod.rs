@@ -86,8 +86,9 @@ pub enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
-        /// CPU threads (default: 1 for models of dense layers only or small inputs such as the 8×8
-        /// digits, else every core).
+        /// CPU threads (default: every core). Models of dense layers only or of small inputs such as
+        /// the 8×8 digits run each op on one thread and split their Langevin chains' rows over the
+        /// threads; convolutional models use them inside each op.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
     },
@@ -416,7 +417,8 @@ fn run(
     }
 }
 
-/// Pins candle's CPU thread count (see `choose_threads`) unless the environment already does.
+/// Pins the CPU threads (see `choose_threads`: `--threads`, else every core, spent inside ops or
+/// across chain rows as the spec suits) unless the environment already pins `RAYON_NUM_THREADS`.
 fn set_threads(threads: Option<usize>, spec: Option<&Path>, resume: Option<&Path>) {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() && threads.is_none() {
         return;
@@ -424,20 +426,24 @@ fn set_threads(threads: Option<usize>, spec: Option<&Path>, resume: Option<&Path
     let path = resume
         .map(|d| d.join(crate::runtime::rundir::SPEC_FILE))
         .or(spec.map(Path::to_path_buf));
-    let chosen = threads.or_else(|| {
-        let source = read_spec(&path?).ok()?;
-        crate::check_source(&source)
-            .ok()
-            .map(|s| crate::runtime::train::run::choose_threads(&s))
-    });
-    if let Some(n) = chosen {
-        // SAFETY: called before any thread is spawned (no candle op has run yet in this process).
-        unsafe {
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            // candle's separate elementwise pool busy-waits between the small ops of a Langevin
-            // step; measured on lebm_mnist, one thread there halves the time per iteration.
-            std::env::set_var("CANDLE_NUM_THREADS", "1");
-        }
+    let budget =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let chosen = path
+        .and_then(|path| read_spec(&path).ok())
+        .and_then(|source| crate::check_source(&source).ok())
+        .map(|s| crate::runtime::train::run::choose_threads(&s, budget));
+    let chosen = match (chosen, threads) {
+        (Some(t), _) => t,
+        (None, Some(n)) => crate::runtime::train::run::Threads { ops: n, chains: 1 },
+        (None, None) => return,
+    };
+    crate::runtime::sampler::set_chain_threads(chosen.chains);
+    // SAFETY: called before any thread is spawned (no candle op has run yet in this process).
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", chosen.ops.to_string());
+        // candle's separate elementwise pool busy-waits between the small ops of a Langevin
+        // step; measured on lebm_mnist, one thread there halves the time per iteration.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
 

@@ -83,6 +83,18 @@ pub fn input_gradient(program: &mut Program, function: &str, wrt: &str, new_name
             "∂/∂{wrt} of {function} by reverse mode over the IR; no parameter gradients"
         )],
     );
+    let grad_name = format!("grad_{wrt}");
+    if crate::ir::rows::independent(program, new_name, &grad_name) {
+        let f = program
+            .functions
+            .iter_mut()
+            .find(|f| f.name == new_name)
+            .expect("internal error: the function just added");
+        f.notes.push(format!(
+            "{grad_name}: rows independent (row i reads only row i of the batched inputs), so a \
+             chain may move blocks of rows on separate threads"
+        ));
+    }
     true
 }
 

@@ -140,6 +140,60 @@ fn fd_check(
     (worst, worst_best)
 }
 
+/// Where the rows are found independent, row 0 of the gradient on the whole batch equals the
+/// gradient of row 0 alone (the batched inputs cut to their first row).
+fn check_rows_independent(
+    p: &Program,
+    gname: &str,
+    wrt: &str,
+    inputs: &[(&str, Tensor)],
+    params: &ParamValues,
+) {
+    let output = format!("grad_{wrt}");
+    let grad = |inputs: &[(&str, Tensor)]| {
+        let outs = eval_function(p, gname, inputs, params);
+        outs.into_iter().find(|(n, _)| *n == output).unwrap().1
+    };
+    let batched: Vec<&str> = p
+        .function(gname)
+        .unwrap()
+        .inputs
+        .iter()
+        .filter(|(_, id)| p.node(*id).shape.batched)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let first_row = |t: &Tensor| {
+        let per_row = t.data.len() / t.shape[0];
+        let mut shape = t.shape.clone();
+        shape[0] = 1;
+        Tensor::new(shape, t.data[..per_row].to_vec())
+    };
+    let row0: Vec<(&str, Tensor)> = inputs
+        .iter()
+        .map(|(n, t)| {
+            (
+                *n,
+                if batched.contains(n) {
+                    first_row(t)
+                } else {
+                    t.clone()
+                },
+            )
+        })
+        .collect();
+    let (whole, alone) = (grad(inputs), grad(&row0));
+    assert_eq!(
+        whole.shape[0],
+        inputs.iter().find(|(n, _)| *n == wrt).unwrap().1.shape[0]
+    );
+    for (a, b) in first_row(&whole).data.iter().zip(&alone.data) {
+        assert!(
+            (a - b).abs() <= 1e-12 * (1.0 + a.abs()),
+            "{gname}: row 0 {a} vs {b} alone"
+        );
+    }
+}
+
 /// Derives `∂ f / ∂ wrt` with [`input_gradient`], validates the program, and checks it numerically.
 fn check(
     p: &mut Program,
@@ -156,11 +210,14 @@ fn check(
     let g = p.function(&gname).unwrap();
     assert_eq!(g.inputs, p.function(f).unwrap().inputs);
     assert_eq!(
-        g.notes,
-        vec![format!(
-            "∂/∂{wrt} of {f} by reverse mode over the IR; no parameter gradients"
-        )]
+        g.notes[0],
+        format!("∂/∂{wrt} of {f} by reverse mode over the IR; no parameter gradients")
     );
+    let independent = crate::ir::rows::independent(p, &gname, &format!("grad_{wrt}"));
+    assert_eq!(g.notes.len(), 1 + usize::from(independent), "{:?}", g.notes);
+    if independent {
+        check_rows_independent(p, &gname, wrt, inputs, params);
+    }
     let (worst, _) = fd_check(p, f, &gname, wrt, inputs, params, 200, false);
     eprintln!("{gname}: worst relative error {worst:.2e}");
     worst

@@ -10,6 +10,7 @@
 
 pub mod eval;
 pub mod print;
+pub mod rows;
 pub mod validate;
 
 use crate::check::Shape;

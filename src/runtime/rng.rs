@@ -38,6 +38,14 @@ impl Rng {
         Rng::new(self.inner.next_u64())
     }
 
+    /// A family of independent generators keyed by one draw of this one (advances this one by one
+    /// `u64`); see [`Family`].
+    pub fn family(&mut self) -> Family {
+        Family {
+            key: self.inner.next_u64(),
+        }
+    }
+
     /// The underlying ChaCha8 generator, for the `rand` APIs.
     pub fn inner_mut(&mut self) -> &mut ChaCha8Rng {
         &mut self.inner
@@ -192,6 +200,22 @@ impl Rng {
     }
 }
 
+/// Independent generators indexed by `u64`: member `i` is stream `i` of ChaCha8 under one key, so
+/// what a member draws does not depend on which other members are used, or when. A Langevin chain
+/// gives each example (row) its own member, so its noise is the same however the rows are split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Family {
+    key: u64,
+}
+
+impl Family {
+    pub fn member(&self, i: u64) -> Rng {
+        let mut inner = ChaCha8Rng::seed_from_u64(self.key);
+        inner.set_stream(i);
+        Rng { inner }
+    }
+}
+
 impl RngCore for Rng {
     fn next_u32(&mut self) -> u32 {
         self.inner.next_u32()
@@ -248,6 +272,26 @@ mod tests {
         let t = a.state_tensor().unwrap();
         let mut c = Rng::from_state_tensor(&t).unwrap();
         assert_eq!(a.uniform_vec(10, -1.0, 1.0), c.uniform_vec(10, -1.0, 1.0));
+    }
+
+    #[test]
+    fn family_members_are_distinct_streams_that_do_not_depend_on_each_other() {
+        let mut root = Rng::new(3);
+        let before = root.clone();
+        let family = root.family();
+        assert_ne!(root, before, "the family's key is a draw of the root");
+        assert_eq!(before.clone().family(), family, "same position, same key");
+        let (mut a, mut b) = (family.member(0), family.member(1));
+        let xs = a.normal_vec(50, 0.0, 1.0);
+        assert_ne!(xs, b.normal_vec(50, 0.0, 1.0));
+        // Member 0 draws the same whatever member 1 did, and a fresh copy starts over.
+        assert_eq!(xs, family.member(0).normal_vec(50, 0.0, 1.0));
+        assert_ne!(xs[..], family.member(0).normal_vec(100, 0.0, 1.0)[50..]);
+        // A state round trip keeps the stream number.
+        let mut c = family.member(7);
+        let _ = c.next_u64();
+        let mut d = Rng::from_state(&c.state()).unwrap();
+        assert_eq!(c.next_u64(), d.next_u64());
     }
 
     #[test]

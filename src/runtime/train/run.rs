@@ -96,13 +96,24 @@ pub fn run(source: &SourceFile, opts: &RunOptions) -> Result<RunOutcome, Vec<Run
     train_and_evaluate(&spec, &program, &train, &test, &dir, device, opts).map_err(|e| vec![e])
 }
 
-/// CPU threads for candle's kernels when the user sets none. A thread hand-off costs about as
-/// much as a small op, so models of dense layers only (batch × width up to about 100 × 800 per
-/// product) and models of small inputs run fastest on one thread (measured: the 8×8 digits LEBM
-/// 2× faster, the ssl_mnist iteration 44 ms against 44–60 ms on two); convolutions over image-size
-/// inputs gain from every core. candle reads `RAYON_NUM_THREADS` (and `CANDLE_NUM_THREADS`) once,
-/// at its first parallel op, so the CLI sets them before running.
-pub fn choose_threads(spec: &CheckedSpec) -> usize {
+/// How a run spends its CPU threads: inside each op (`ops`: candle's kernels and ebmc's
+/// convolutions, through `RAYON_NUM_THREADS`) or across the rows of a latent Langevin chain
+/// (`chains`: blocks of rows moved on separate threads, see `runtime::sampler`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Threads {
+    pub ops: usize,
+    pub chains: usize,
+}
+
+/// How to spend `budget` CPU threads on `spec`. A thread hand-off costs about as much as a small
+/// op, so models of dense layers only (batch × width up to about 100 × 800 per product) and
+/// models of small inputs run each op on one thread (measured: the 8×8 digits LEBM 2× faster,
+/// the ssl_mnist iteration 44 ms against 44–60 ms on two) and give the threads to their chains,
+/// whose blocks of rows need no hand-off between steps (the prior step of bench workload (a)
+/// 0.35 → 0.20 ms on two). Convolutions over image-size inputs gain from every thread inside each
+/// op. candle reads `RAYON_NUM_THREADS` (and `CANDLE_NUM_THREADS`) once, at its first parallel
+/// op, so the CLI sets them before running.
+pub fn choose_threads(spec: &CheckedSpec, budget: usize) -> Threads {
     let features: usize = spec
         .variables
         .iter()
@@ -115,11 +126,17 @@ pub fn choose_threads(spec: &CheckedSpec) -> usize {
             crate::check::Layer::Conv2d { .. } | crate::check::Layer::ConvTranspose2d { .. }
         )
     });
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let budget = budget.max(1);
     if features <= 256 || !convolutional {
-        1
+        Threads {
+            ops: 1,
+            chains: budget,
+        }
     } else {
-        cores
+        Threads {
+            ops: budget,
+            chains: 1,
+        }
     }
 }
 
@@ -439,21 +456,26 @@ pub fn reuse_run(
 mod tests {
     use super::*;
 
-    fn threads_for(path: &str) -> usize {
+    fn threads_for(path: &str) -> Threads {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(root.join(path)).unwrap();
         let (spec, _) = crate::compile_source(&crate::source::SourceFile::new(path, text))
             .ok()
             .unwrap();
-        choose_threads(&spec)
+        choose_threads(&spec, 4)
     }
 
     #[test]
-    fn dense_and_small_models_get_one_thread_and_image_convolutions_every_core() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(threads_for("specs/ssl_mnist.yaml"), 1, "dense layers only");
-        assert_eq!(threads_for("specs/lebm_digits.yaml"), 1, "8×8 inputs");
-        assert_eq!(threads_for("specs/lebm_mnist.yaml"), cores);
-        assert_eq!(threads_for("bench/specs/dcgan32.yaml"), cores);
+    fn dense_and_small_models_give_their_threads_to_chains_and_image_convolutions_to_ops() {
+        let chains = Threads { ops: 1, chains: 4 };
+        let ops = Threads { ops: 4, chains: 1 };
+        assert_eq!(
+            threads_for("specs/ssl_mnist.yaml"),
+            chains,
+            "dense layers only"
+        );
+        assert_eq!(threads_for("specs/lebm_digits.yaml"), chains, "8×8 inputs");
+        assert_eq!(threads_for("specs/lebm_mnist.yaml"), ops);
+        assert_eq!(threads_for("bench/specs/dcgan32.yaml"), ops);
     }
 }
