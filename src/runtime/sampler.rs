@@ -12,6 +12,7 @@
 use super::error::{Context, Result};
 use super::exec::{Executor, ParamMode};
 use super::host::{tensor, try_with_slice, with_slice};
+use super::normal;
 use super::rng::{Family, Rng, host_tensor};
 use crate::check::Langevin;
 use candle_core::{DType, Tensor, WithDType};
@@ -212,10 +213,13 @@ pub fn update(
 /// `n` draws of N(0, noise²) in row-major order, an equal share of each row from its stream.
 fn row_noise(streams: &mut [Rng], n: usize, noise: f64) -> Vec<f64> {
     let per_row = n / streams.len().max(1);
-    streams
-        .iter_mut()
-        .flat_map(|s| s.normal_vec(per_row, 0.0, noise))
-        .collect()
+    let mut eps = vec![0f32; per_row];
+    let mut out = Vec::with_capacity(n);
+    for stream in streams {
+        normal::fill(stream, &mut eps);
+        out.extend(eps.iter().map(|&e| noise * e as f64));
+    }
+    out
 }
 
 /// [`update`] as one host loop: the tensor-op form allocates three intermediates and a noise
@@ -235,23 +239,27 @@ fn fused_update<T: WithDType>(
     // Rounded as candle's `affine` and `host_tensor` round them, so the result matches the
     // tensor-op form bit for bit.
     let drift = T::from_f64(drift);
-    let out: Vec<T> =
-        try_with_slice(&z, |zs: &[T]| {
-            with_slice(&g, |gs: &[T]| {
-                let mut out = Vec::with_capacity(zs.len());
-                for ((zr, gr), stream) in zs
-                    .chunks(per_row)
-                    .zip(gs.chunks(per_row))
-                    .zip(streams.iter_mut())
-                {
-                    out.extend(zr.iter().zip(gr).map(|(&z, &g)| {
-                        z + (g * drift + T::from_f64(stream.normal_draw(0.0, noise)))
-                    }));
-                }
-                out
-            })
+    let mut eps = vec![0f32; per_row];
+    let out: Vec<T> = try_with_slice(&z, |zs: &[T]| {
+        with_slice(&g, |gs: &[T]| {
+            let mut out = Vec::with_capacity(zs.len());
+            for ((zr, gr), stream) in zs
+                .chunks(per_row)
+                .zip(gs.chunks(per_row))
+                .zip(streams.iter_mut())
+            {
+                normal::fill(stream, &mut eps[..zr.len()]);
+                out.extend(
+                    zr.iter()
+                        .zip(gr)
+                        .zip(&eps)
+                        .map(|((&z, &g), &e)| z + (g * drift + T::from_f64(noise * e as f64))),
+                );
+            }
+            out
         })
-        .ctx("langevin step")?;
+    })
+    .ctx("langevin step")?;
     tensor(out, z.dims()).ctx("langevin step")
 }
 
@@ -287,6 +295,8 @@ mod tests {
             assert_eq!(fused.dims(), &[7, 3]);
             // Row 2 moved with the draws of stream 2 alone.
             let mut own = family.member(2);
+            let mut eps = [0f32; 3];
+            normal::fill(&mut own, &mut eps);
             let z2: Vec<f64> = z
                 .get(2)
                 .unwrap()
@@ -308,8 +318,8 @@ mod tests {
                 .unwrap()
                 .to_vec1()
                 .unwrap();
-            for ((z, g), m) in z2.iter().zip(&g2).zip(&moved) {
-                let expected = z + (g * 0.005 + own.normal_draw(0.0, 0.1));
+            for (((z, g), m), e) in z2.iter().zip(&g2).zip(&moved).zip(eps) {
+                let expected = z + (g * 0.005 + 0.1 * e as f64);
                 assert!((m - expected).abs() < 1e-5, "{m} vs {expected}");
             }
         }
