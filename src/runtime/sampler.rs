@@ -16,7 +16,6 @@ use super::normal;
 use super::rng::{Family, Rng, host_tensor};
 use crate::check::Langevin;
 use candle_core::{DType, Tensor, WithDType};
-use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -117,17 +116,27 @@ fn by_blocks(
         };
         chain(exec, &block, narrow(&z0)?, first, cfg, params, noise)
     };
-    let moved = chain_pool(blocks.len()).install(|| {
-        blocks
-            .par_iter()
-            .map(block_chain)
-            .collect::<Result<Vec<_>>>()
-    })?;
+    // The first block on the calling thread, the others on the chain pool.
+    let mut others: Vec<Option<Result<Tensor>>> = blocks[1..].iter().map(|_| None).collect();
+    let first = chain_pool(blocks.len() - 1).in_place_scope(|scope| {
+        for (b, out) in blocks[1..].iter().zip(others.iter_mut()) {
+            let block_chain = &block_chain;
+            scope.spawn(move |_| *out = Some(block_chain(b)));
+        }
+        block_chain(&blocks[0])
+    });
+    let mut moved = vec![first?];
+    for o in others {
+        moved.push(o.expect("internal error: a chain block did not run")?);
+    }
     Tensor::cat(&moved, 0).ctx("langevin blocks")
 }
 
-/// A rayon pool of `threads` threads for the blocks of split chains, made once per count: fresh
-/// threads would start every chain on cold allocator arenas (measured 6 % slower on workload (a)).
+/// A rayon pool of `threads` threads for the blocks of split chains beside the calling thread,
+/// made once per count. Measured against the alternatives on bench workloads (a) and (e): fresh
+/// threads per chain made the prior step 2–5 % slower (cold allocator arenas); a pool running
+/// every block left the calling thread idle and its spare worker spinning against it, and the
+/// ssl_mnist chain took 10–20 ms instead of 10.
 fn chain_pool(threads: usize) -> Arc<rayon::ThreadPool> {
     static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
     let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
