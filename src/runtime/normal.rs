@@ -18,6 +18,24 @@ const BLOCK: usize = 256;
 /// Fills `out` with standard normal draws from `rng`: per block, the cosine draws of its pairs
 /// and then their sine draws (one 32-bit word per draw, a count rounded up to a pair).
 pub fn fill(rng: &mut Rng, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { fill_avx2(rng, out) };
+    }
+    fill_lanes(rng, out)
+}
+
+/// [`fill_lanes`] on eight lanes instead of the baseline's four. AVX2 alone, not FMA: the same
+/// operations in each lane, so the same bits as the baseline build.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fill_avx2(rng: &mut Rng, out: &mut [f32]) {
+    fill_lanes(rng, out)
+}
+
+#[inline(always)]
+fn fill_lanes(rng: &mut Rng, out: &mut [f32]) {
     let mut words = [0u32; BLOCK];
     let (mut cos, mut sin) = ([0f32; BLOCK / 2], [0f32; BLOCK / 2]);
     for chunk in out.chunks_mut(BLOCK) {
@@ -160,6 +178,20 @@ mod tests {
         // The tails: P(|x| > 3) = 0.0027.
         let tail = xs.iter().filter(|x| x.abs() > 3.0).count() as f64 / n as f64;
         assert!((tail - 0.0027).abs() < 2.5e-4, "P(|x| > 3) = {tail}");
+    }
+
+    #[test]
+    fn the_eight_lane_path_gives_the_bits_of_the_baseline() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let (mut a, mut b) = (Rng::new(8), Rng::new(8));
+            let (mut wide, mut base) = (vec![0f32; 1001], vec![0f32; 1001]);
+            // SAFETY: the CPU has AVX2.
+            unsafe { fill_avx2(&mut a, &mut wide) };
+            fill_lanes(&mut b, &mut base);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&wide), bits(&base));
+        }
     }
 
     #[test]
