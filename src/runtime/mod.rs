@@ -14,7 +14,7 @@ mod gemm;
 pub mod host;
 pub mod image;
 pub mod linear;
-mod normal;
+pub mod normal;
 pub mod optim;
 pub mod params;
 pub mod replay;
