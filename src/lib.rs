@@ -52,3 +52,17 @@ pub fn compile_source(
     }
     Ok((spec, program))
 }
+
+/// Compiles a spec file of this repository (`rel` from its root), for tests; panics with the
+/// rendered diagnostics when it does not compile.
+#[cfg(test)]
+pub(crate) fn compile_repo_spec(rel: &str) -> (check::CheckedSpec, ir::Program) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    compile_source(&SourceFile::new(rel, text)).unwrap_or_else(|d| {
+        panic!(
+            "{rel} should compile:\n{}",
+            d.render(diag::RenderStyle::Plain)
+        )
+    })
+}

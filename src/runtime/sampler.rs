@@ -306,27 +306,15 @@ mod tests {
             let mut own = family.member(2);
             let mut eps = [0f32; 3];
             normal::fill(&mut own, &mut eps);
-            let z2: Vec<f64> = z
-                .get(2)
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let g2: Vec<f64> = g
-                .get(2)
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let moved: Vec<f64> = fused
-                .get(2)
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let row2 = |t: &Tensor| -> Vec<f64> {
+                t.get(2)
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            let (z2, g2, moved) = (row2(&z), row2(&g), row2(&fused));
             for (((z, g), m), e) in z2.iter().zip(&g2).zip(&moved).zip(eps) {
                 let expected = z + (g * 0.005 + 0.1 * e as f64);
                 assert!((m - expected).abs() < 1e-5, "{m} vs {expected}");
@@ -345,15 +333,6 @@ mod tests {
         assert_eq!(blocks(0, 4), vec![(0, 0)]);
     }
 
-    fn compiled(path: &str) -> crate::ir::Program {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(root.join(path)).unwrap();
-        crate::compile_source(&crate::source::SourceFile::new(path, text))
-            .ok()
-            .unwrap()
-            .1
-    }
-
     /// A chain split into blocks of rows, on threads, gives the bits of the whole chain: on the
     /// prior MLP of workload (a) and on the posterior of lebm_digits, whose given x is split too.
     #[test]
@@ -363,7 +342,7 @@ mod tests {
             ("specs/lebm_digits.yaml", "posterior_grad", 16, true),
         ];
         for (path, grad_fn, latent, posterior) in cases {
-            let program = compiled(path);
+            let program = crate::compile_repo_spec(path).1;
             let exec = Executor::new(&program);
             let mut rng = Rng::new(11);
             let params = Params::new(&program, &mut rng, &Device::Cpu, DType::F32).unwrap();

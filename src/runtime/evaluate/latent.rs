@@ -313,17 +313,9 @@ mod tests {
         assert!(own.iter().zip(&agg).all(|(o, a)| (o - a).abs() < 1e-9));
     }
 
-    fn compiled(path: &str) -> (CheckedSpec, crate::ir::Program) {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(root.join(path)).unwrap();
-        crate::compile_source(&crate::source::SourceFile::new(path, text))
-            .ok()
-            .unwrap()
-    }
-
     #[test]
     fn the_bias_is_the_energy_terms_free_of_x() {
-        let (spec, program) = compiled("specs/cebm_gaussian.yaml");
+        let (spec, program) = crate::compile_repo_spec("specs/cebm_gaussian.yaml");
         let bias = bias_energy(&spec, "x").expect("a bias term");
         let inputs = bias.inputs_of("energy").unwrap();
         assert_eq!(inputs.len(), 1);
@@ -342,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_mixture_bias_sums_its_components_out() {
-        let (spec, program) = compiled("specs/cebm_gmm.yaml");
+        let (spec, program) = crate::compile_repo_spec("specs/cebm_gmm.yaml");
         let bias = bias_energy(&spec, "x").expect("a bias term");
         let params = Params::new(&program, &mut Rng::new(0), &Device::Cpu, DType::F64).unwrap();
         let mu: Vec<Vec<f64>> = params.get("parameters.mu").as_tensor().to_vec2().unwrap();

@@ -457,12 +457,7 @@ mod tests {
     use super::*;
 
     fn threads_for(path: &str) -> Threads {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(root.join(path)).unwrap();
-        let (spec, _) = crate::compile_source(&crate::source::SourceFile::new(path, text))
-            .ok()
-            .unwrap();
-        choose_threads(&spec, 4)
+        choose_threads(&crate::compile_repo_spec(path).0, 4)
     }
 
     #[test]
