@@ -106,13 +106,20 @@ fn fd_check(
         .fold(0.0f64, |m, g| m.max(g.abs()))
         .max(1e-12);
     let (mut worst, mut worst_best) = (0.0f64, 0.0f64);
+    // Where the rows are independent, only the perturbed example's value moves: differentiate it
+    // alone (fewer cancelling terms); else the sum over the batch.
+    let independent = crate::ir::rows::independent(p, gname, &format!("grad_{wrt}"));
     for k in coords {
-        // The batch rows are independent: differentiate the perturbed example's value only.
         let b = k / per;
         let at = |delta: f64| {
             let mut ins: Vec<(&str, Tensor)> = inputs.to_vec();
             ins[wi].1.data[k] += delta;
-            value(p, f, &ins, params).data[b]
+            let v = value(p, f, &ins, params);
+            if independent {
+                v.data[b]
+            } else {
+                v.data.iter().sum()
+            }
         };
         let fd_at = |eps: f64| (at(eps) - at(-eps)) / (2.0 * eps);
         let fd = fd_at(EPS);
@@ -611,6 +618,28 @@ fn broadcasting_binary_ops_with_unbatched_params() {
     check(&mut p, "f", "z", &[("z", zv)], &params);
 }
 
+/// A batch statistic: each example centred on the batch mean. Row i of the gradient reads every
+/// row, so the gradient carries no rows-independent note (and, were one wrongly given, the check
+/// of row 0 alone would fail).
+#[test]
+fn a_batch_mean_makes_the_rows_depend_on_each_other() {
+    let (mut p, params) = program(&[("w", &[3])], 1.0, 6);
+    let mut b = Builder::new(&mut p);
+    let x = b.input("x", Shape::batched(vec![3]));
+    let w = pnode(&mut b, "w");
+    let total = b.node(Op::SumTo, vec![x], Shape::fixed(vec![3]));
+    let back = b.node(Op::Broadcast, vec![total], Shape::batched(vec![3]));
+    let mean = b.scale(back, 0.25);
+    let centred = b.sub(x, mean);
+    let sq = b.unary(Unary::Sqr, centred);
+    let weighted = b.mul(sq, w);
+    let v = b.sum_all(weighted);
+    b.function("f", vec![("x".into(), x)], vec![("v".into(), v)], vec![]);
+    let xv = Rng(3).tensor(&[4, 3], 1.0);
+    check(&mut p, "f", "x", &[("x", xv)], &params);
+    assert!(!crate::ir::rows::independent(&p, "f_grad_x", "grad_x"));
+}
+
 #[test]
 fn sums_broadcasts_and_sum_to() {
     let (mut p, params) = program(&[("w", &[3]), ("a", &[2, 3]), ("m", &[2, 4])], 1.0, 6);
@@ -991,6 +1020,9 @@ fn check_specs(dirs: &[&str], full: bool) {
                 .map(|(n, t)| (n.as_str(), t.clone()))
                 .collect();
             let (worst, excess) = fd_check(&p, f, g, &wrt, &inputs, &params, 16, true);
+            if crate::ir::rows::independent(&p, g, &format!("grad_{wrt}")) {
+                check_rows_independent(&p, g, &wrt, &inputs, &params);
+            }
             eprintln!(
                 "{}: {g} (∂/∂{wrt} of {f}): worst relative error {worst:.2e}, {excess:.2e} at the best step",
                 spec.name
