@@ -21,7 +21,7 @@ use ebmc::check::CheckedSpec;
 use ebmc::ir::Program;
 use ebmc::runtime::data;
 use ebmc::runtime::exec::ParamMode;
-use ebmc::runtime::train::run::{Threads, choose_threads};
+use ebmc::runtime::train::run::{Threads, pin_threads, threads_to_pin};
 use ebmc::runtime::train::{Batch, Session};
 use ebmc::source::SourceFile;
 use serde_json::{Value, json};
@@ -125,28 +125,22 @@ fn compile(source: &SourceFile) -> Res<(CheckedSpec, Program)> {
     ebmc::compile_source(source).map_err(|d| d.render(ebmc::diag::RenderStyle::Plain).to_string())
 }
 
-/// Pins the thread counts as `ebmc run` does (`cli::set_threads`): an existing `RAYON_NUM_THREADS`
+/// Pins the thread counts as `ebmc run` does (`threads_to_pin`): an existing `RAYON_NUM_THREADS`
 /// without `--threads` is kept for the ops (chains on one thread); else `--threads` (default: every
-/// core) is spent as the CLI would on the spec (`choose_threads`); candle's elementwise pool gets
-/// one. Must run before the first candle op.
+/// core) is spent as the CLI would on the spec; candle's elementwise pool gets one. Must run
+/// before the first candle op.
 fn set_threads(args: &Args, spec: Option<&CheckedSpec>) -> Threads {
-    let from_env = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let budget = args.threads.unwrap_or(cores);
-    let t = match (args.threads, from_env, spec) {
-        (None, Some(n), _) => Threads { ops: n, chains: 1 },
-        (_, _, Some(spec)) => choose_threads(spec, budget),
-        (_, _, None) => Threads {
-            ops: budget,
-            chains: 1,
-        },
-    };
-    ebmc::runtime::sampler::set_chain_threads(t.chains);
+    let t = threads_to_pin(args.threads, spec).unwrap_or_else(|| Threads {
+        ops: std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            // As rayon reads it: a value that is not a count means every core.
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        chains: 1,
+    });
     // SAFETY: no other thread exists yet (nothing has touched candle or rayon).
     unsafe {
-        std::env::set_var("RAYON_NUM_THREADS", t.ops.to_string());
+        pin_threads(t);
         if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
             std::env::set_var("CANDLE_NUM_THREADS", "1");
         }

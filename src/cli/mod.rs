@@ -417,30 +417,21 @@ fn run(
     }
 }
 
-/// Pins the CPU threads (see `choose_threads`: `--threads`, else every core, spent inside ops or
+/// Pins the CPU threads (`threads_to_pin`: `--threads`, else every core, spent inside ops or
 /// across chain rows as the spec suits) unless the environment already pins `RAYON_NUM_THREADS`.
 fn set_threads(threads: Option<usize>, spec: Option<&Path>, resume: Option<&Path>) {
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() && threads.is_none() {
-        return;
-    }
     let path = resume
         .map(|d| d.join(crate::runtime::rundir::SPEC_FILE))
         .or(spec.map(Path::to_path_buf));
-    let budget =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let chosen = path
+    let spec = path
         .and_then(|path| read_spec(&path).ok())
-        .and_then(|source| crate::check_source(&source).ok())
-        .map(|s| crate::runtime::train::run::choose_threads(&s, budget));
-    let chosen = match (chosen, threads) {
-        (Some(t), _) => t,
-        (None, Some(n)) => crate::runtime::train::run::Threads { ops: n, chains: 1 },
-        (None, None) => return,
+        .and_then(|source| crate::check_source(&source).ok());
+    let Some(chosen) = crate::runtime::train::run::threads_to_pin(threads, spec.as_ref()) else {
+        return;
     };
-    crate::runtime::sampler::set_chain_threads(chosen.chains);
     // SAFETY: called before any thread is spawned (no candle op has run yet in this process).
     unsafe {
-        std::env::set_var("RAYON_NUM_THREADS", chosen.ops.to_string());
+        crate::runtime::train::run::pin_threads(chosen);
         // candle's separate elementwise pool busy-waits between the small ops of a Langevin
         // step; measured on lebm_mnist, one thread there halves the time per iteration.
         std::env::set_var("CANDLE_NUM_THREADS", "1");

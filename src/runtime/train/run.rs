@@ -140,6 +140,35 @@ pub fn choose_threads(spec: &CheckedSpec, budget: usize) -> Threads {
     }
 }
 
+/// The threads a process runs with: `requested` (else every core) spent on `spec` as
+/// [`choose_threads`] does, or all inside the ops without a spec. `None` when `RAYON_NUM_THREADS`
+/// is already set and no count is requested: that setting stands (ops on it, chains on one).
+pub fn threads_to_pin(requested: Option<usize>, spec: Option<&CheckedSpec>) -> Option<Threads> {
+    if requested.is_none() && std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return None;
+    }
+    let budget = requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    Some(match spec {
+        Some(spec) => choose_threads(spec, budget),
+        None => Threads {
+            ops: budget,
+            chains: 1,
+        },
+    })
+}
+
+/// Pins `t` for this process: the sampler's chain threads, and `RAYON_NUM_THREADS` for the ops.
+///
+/// # Safety
+/// No other thread may exist yet (it sets an environment variable).
+pub unsafe fn pin_threads(t: Threads) {
+    crate::runtime::sampler::set_chain_threads(t.chains);
+    // SAFETY: the caller's.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", t.ops.to_string()) };
+}
+
 fn device(name: Option<&str>) -> Result<Device, RuntimeError> {
     crate::runtime::exec::device_from_name(name.unwrap_or("cpu"))
 }
