@@ -13,6 +13,7 @@
 use super::error::{Context, Result, RuntimeError};
 use super::exec::{Executor, ParamMode};
 use super::rng::Rng;
+use super::sampler::{self, Dynamics, Target};
 use crate::check::Sgld;
 use candle_core::{DType, Device, Tensor};
 
@@ -43,8 +44,9 @@ pub fn data_energy(exec: &Executor, observed: &str) -> Result<DataEnergy> {
     Err(RuntimeError::NoMarginalEnergy { reason })
 }
 
-/// Runs `cfg.steps` SGLD steps from `x0`. Returns the final state and the mean energy at each step's
-/// start (the gradient function's `value`, for free).
+/// Runs `cfg.steps` SGLD steps from `x0` ([`Dynamics::sgld`], one noise stream per example, rows
+/// in blocks on the chain threads as latent chains are). Returns the final state and the mean
+/// energy at each step's start (the gradient function's `value`, for free).
 pub fn sgld(
     exec: &Executor,
     f: DataEnergy,
@@ -54,27 +56,15 @@ pub fn sgld(
     params: &ParamMode,
     rng: &mut Rng,
 ) -> Result<(Tensor, Vec<f64>)> {
-    let grad_name = format!("grad_{observed}");
-    let mut x = x0;
-    let mut energies = Vec::with_capacity(cfg.steps);
-    for _ in 0..cfg.steps {
-        let outs = exec.call(f.grad, &[(observed, &x)], params)?;
-        let get = |name: &str| {
-            outs.iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.clone())
-                .ok_or_else(|| RuntimeError::NoFunction {
-                    name: format!("{} (output `{name}`)", f.grad),
-                })
-        };
-        energies.push(mean(&get("value")?)?);
-        let drift = get(&grad_name)?
-            .affine(cfg.step_size / 2.0, 0.0)
-            .ctx("sgld drift")?;
-        let noise = rng.normal(x.dims(), 0.0, cfg.noise, x.device(), x.dtype())?;
-        x = ((x - drift).ctx("sgld step")? + noise).ctx("sgld noise")?;
-    }
-    Ok((x, energies))
+    let rows = x0.dim(0).ctx("sgld")?.max(1) as f64;
+    let target = Target {
+        grad_fn: f.grad,
+        moved: observed,
+        given: &[],
+    };
+    let moved = sampler::run(exec, &target, x0, Dynamics::sgld(cfg), true, params, rng)?;
+    let energies = moved.value_sums.iter().map(|s| s / rows).collect();
+    Ok((moved.x, energies))
 }
 
 /// A new buffer of `cfg.buffer` states of `shape`, uniform in `cfg.init`.
@@ -151,13 +141,6 @@ pub fn write_back(buffer: &Tensor, idx: &[usize], x: &Tensor) -> Result<Tensor> 
 fn index_tensor(idx: &[usize], device: &Device) -> Result<Tensor> {
     let v: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
     Tensor::from_vec(v, idx.len(), device).ctx("indices")
-}
-
-fn mean(t: &Tensor) -> Result<f64> {
-    t.to_dtype(DType::F64)
-        .and_then(|t| t.mean_all())
-        .and_then(|t| t.to_scalar::<f64>())
-        .ctx("mean energy")
 }
 
 #[cfg(test)]

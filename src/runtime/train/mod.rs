@@ -150,7 +150,7 @@ impl<'a> Session<'a> {
     pub fn prior_chain(&mut self, z0: Tensor, cfg: &Langevin) -> Result<Tensor> {
         let target = Target {
             grad_fn: "prior_grad",
-            latent: &self.latent,
+            moved: &self.latent,
             given: &[],
         };
         let params = ParamMode::Detached(&self.params);
@@ -163,7 +163,7 @@ impl<'a> Session<'a> {
         let given = [(self.observed.as_str(), x)];
         let target = Target {
             grad_fn: "posterior_grad",
-            latent: &self.latent,
+            moved: &self.latent,
             given: &given,
         };
         let params = ParamMode::Detached(&self.params);

@@ -97,22 +97,24 @@ pub fn run(source: &SourceFile, opts: &RunOptions) -> Result<RunOutcome, Vec<Run
 }
 
 /// How a run spends its CPU threads: inside each op (`ops`: candle's kernels and ebmc's
-/// convolutions, through `RAYON_NUM_THREADS`) or across the rows of a latent Langevin chain
-/// (`chains`: blocks of rows moved on separate threads, see `runtime::sampler`).
+/// convolutions, through `RAYON_NUM_THREADS`) and across the rows of a chain (`chains`: blocks of
+/// rows moved on separate threads, see `runtime::sampler`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Threads {
     pub ops: usize,
     pub chains: usize,
 }
 
-/// How to spend `budget` CPU threads on `spec`. A thread hand-off costs about as much as a small
-/// op, so models of dense layers only (batch × width up to about 100 × 800 per product) and
-/// models of small inputs run each op on one thread (measured: the 8×8 digits LEBM 2× faster,
-/// the ssl_mnist iteration 44 ms against 44–60 ms on two) and give the threads to their chains,
-/// whose blocks of rows need no hand-off between steps (the prior step of bench workload (a)
-/// 0.35 → 0.20 ms on two). Convolutions over image-size inputs gain from every thread inside each
-/// op. candle reads `RAYON_NUM_THREADS` (and `CANDLE_NUM_THREADS`) once, at its first parallel
-/// op, so the CLI sets them before running.
+/// How to spend `budget` CPU threads on `spec`. Every chain splits its rows over `budget` threads.
+/// A thread hand-off costs about as much as a small op, so models of dense layers only (batch ×
+/// width up to about 100 × 800 per product) and models of small inputs run each op on one thread
+/// (measured: the 8×8 digits LEBM 2× faster, the ssl_mnist iteration 44 ms against 44–60 ms on
+/// two), and their chains' blocks need no hand-off between steps (the prior step of bench workload
+/// (a) 0.35 → 0.20 ms on two). Convolutions over image-size inputs gain from every thread inside
+/// each op outside the chains (the parameter gradients); inside a chain the blocks' ops share the
+/// chain threads (bench workloads (b) 171 → 157 ms, (c) 506 → 446 ms, (d) 2.17 → 1.96 s against
+/// unsplit chains with their ops on every thread). candle reads `RAYON_NUM_THREADS` (and
+/// `CANDLE_NUM_THREADS`) once, at its first parallel op, so the CLI sets them before running.
 pub fn choose_threads(spec: &CheckedSpec, budget: usize) -> Threads {
     let features: usize = spec
         .variables
@@ -135,7 +137,7 @@ pub fn choose_threads(spec: &CheckedSpec, budget: usize) -> Threads {
     } else {
         Threads {
             ops: budget,
-            chains: 1,
+            chains: budget,
         }
     }
 }
@@ -490,9 +492,9 @@ mod tests {
     }
 
     #[test]
-    fn dense_and_small_models_give_their_threads_to_chains_and_image_convolutions_to_ops() {
+    fn dense_and_small_models_run_their_ops_on_one_thread_and_image_convolutions_on_all() {
         let chains = Threads { ops: 1, chains: 4 };
-        let ops = Threads { ops: 4, chains: 1 };
+        let ops = Threads { ops: 4, chains: 4 };
         assert_eq!(
             threads_for("specs/ssl_mnist.yaml"),
             chains,
