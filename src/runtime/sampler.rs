@@ -22,7 +22,7 @@ use super::rng::{Family, Rng, host_tensor};
 use crate::check::{Langevin, Sgld};
 use candle_core::{DType, Tensor, WithDType};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What a chain moves: the derived gradient function, the input it moves, and the other inputs
 /// held fixed (e.g. the data x for the posterior).
@@ -156,7 +156,7 @@ impl Chain<'_> {
         format!("grad_{}", self.target.moved)
     }
 
-    /// The chain of `x0`, as one chain per block of rows on the threads of the chain pool where
+    /// The chain of `x0`, as one chain per block of rows on threads of their own where
     /// the gradient's rows are independent and x is on the CPU, else as one chain.
     fn by_blocks(&self, x0: Tensor, blocks: &[(usize, usize)]) -> Result<Moved> {
         let (exec, target) = (self.exec, self.target);
@@ -193,31 +193,18 @@ impl Chain<'_> {
             };
             self.block(&block, narrow(&x0)?, first)
         };
-        let mut done: Vec<Option<Result<Moved>>> = blocks.iter().map(|_| None).collect();
-        if rayon::current_num_threads() == 1 {
-            // Ops run on the calling thread: the first block there, the others on the pool.
-            let (first, others) = done.split_first_mut().expect("a chain has a block");
-            chain_pool(blocks.len() - 1).in_place_scope(|scope| {
-                for (b, out) in blocks[1..].iter().zip(others.iter_mut()) {
-                    let block_chain = &block_chain;
-                    scope.spawn(move |_| *out = Some(block_chain(b)));
-                }
-                *first = Some(block_chain(&blocks[0]));
-            });
-        } else {
-            // Ops split over threads of their own: every block on the pool, whose threads then
-            // share each block's ops among themselves instead of with the ops threads.
-            chain_pool(blocks.len()).in_place_scope(|scope| {
-                for (b, out) in blocks.iter().zip(done.iter_mut()) {
-                    let block_chain = &block_chain;
-                    scope.spawn(move |_| *out = Some(block_chain(b)));
-                }
-            });
-        }
+        let done: Vec<OnceLock<Result<Moved>>> = blocks.iter().map(|_| OnceLock::new()).collect();
+        // Where ops run on one thread here, the first block stays on the calling thread.
+        let caller_takes_first = rayon::current_num_threads() == 1;
+        each_on_its_own_thread(blocks.len(), caller_takes_first, &|i| {
+            let _ = done[i].set(block_chain(&blocks[i]));
+        });
         let mut moved = Vec::with_capacity(blocks.len());
         let mut value_sums = vec![0.0; if self.trace { self.dynamics.steps } else { 0 }];
         for d in done {
-            let m = d.expect("internal error: a chain block did not run")?;
+            let m = d
+                .into_inner()
+                .expect("internal error: a chain block did not run")?;
             for (sum, v) in value_sums.iter_mut().zip(&m.value_sums) {
                 *sum += v;
             }
@@ -276,26 +263,48 @@ impl Chain<'_> {
     }
 }
 
-/// A rayon pool of `threads` threads for the blocks of split chains, made once per count.
-/// Measured against the alternatives on bench workloads (a) and (e): fresh threads per chain made
-/// the prior step 2–5 % slower (cold allocator arenas); where the ops run on the calling thread, a
-/// pool running every block left that thread idle and its spare worker spinning against it, and
-/// the ssl_mnist chain took 10–20 ms instead of 10.
-fn chain_pool(threads: usize) -> Arc<rayon::ThreadPool> {
-    static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
-    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
-        return pool.clone();
+/// Runs `f(i)` for every `i` in `0..n` at once, each on a thread of its own whose ops run on it
+/// alone (a one-thread rayon pool, so that ebmc's and candle's parallel loops run serially there):
+/// `i` on [`block_thread`]`(i)`, except 0 on the calling thread if `caller_takes_first`.
+///
+/// Measured against the alternatives (bench workloads (a), (b), (c), (e)): fresh threads per chain
+/// made the prior step 2–5 % slower (cold allocator arenas); where the ops run on the calling
+/// thread, leaving it idle while a pool runs every block left a spare worker spinning against it,
+/// and the ssl_mnist chain took 10–20 ms instead of 10; one pool of n threads for n blocks, its
+/// threads sharing each block's ops, was as fast on (b) and (c) but its times spread wider.
+fn each_on_its_own_thread<F: Fn(usize) + Sync>(n: usize, caller_takes_first: bool, f: &F) {
+    fn from<F: Fn(usize) + Sync>(i: usize, n: usize, caller_takes_first: bool, f: &F) {
+        if i == n {
+            if caller_takes_first && n > 0 {
+                f(0);
+            }
+        } else if i == 0 && caller_takes_first {
+            from(1, n, caller_takes_first, f);
+        } else {
+            // The scope returns when `f(i)` has run, after the later blocks were started.
+            block_thread(i).in_place_scope(|scope| {
+                scope.spawn(move |_| f(i));
+                from(i + 1, n, caller_takes_first, f);
+            });
+        }
     }
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("ebmc-chain-{i}"))
+    from(0, n, caller_takes_first, f);
+}
+
+/// The one-thread rayon pool of block `i`, made once per process.
+fn block_thread(i: usize) -> Arc<rayon::ThreadPool> {
+    static POOLS: Mutex<Vec<Arc<rayon::ThreadPool>>> = Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    while pools.len() <= i {
+        let k = pools.len();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(move |_| format!("ebmc-chain-{k}"))
             .build()
-            .expect("internal error: cannot start the chain threads"),
-    );
-    pools.push((threads, pool.clone()));
-    pool
+            .expect("internal error: cannot start a chain thread");
+        pools.push(Arc::new(pool));
+    }
+    pools[i].clone()
 }
 
 /// One Langevin update `z + (drift·g + ε)` with ε ~ N(0, noise²), row r of z drawing from

@@ -111,9 +111,9 @@ pub struct Threads {
 /// (measured: the 8×8 digits LEBM 2× faster, the ssl_mnist iteration 44 ms against 44–60 ms on
 /// two), and their chains' blocks need no hand-off between steps (the prior step of bench workload
 /// (a) 0.35 → 0.20 ms on two). Convolutions over image-size inputs gain from every thread inside
-/// each op outside the chains (the parameter gradients); inside a chain the blocks' ops share the
-/// chain threads (bench workloads (b) 171 → 157 ms, (c) 506 → 446 ms, (d) 2.17 → 1.96 s against
-/// unsplit chains with their ops on every thread). candle reads `RAYON_NUM_THREADS` (and
+/// each op outside the chains (the parameter gradients); inside a chain each block runs its ops on
+/// its own thread (bench workloads (b) 0.92×, (c) 0.78×, (d) 0.87× the time of unsplit chains
+/// with their ops on every thread). candle reads `RAYON_NUM_THREADS` (and
 /// `CANDLE_NUM_THREADS`) once, at its first parallel op, so the CLI sets them before running.
 pub fn choose_threads(spec: &CheckedSpec, budget: usize) -> Threads {
     let features: usize = spec
