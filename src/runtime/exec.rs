@@ -576,10 +576,19 @@ impl Executor {
                         axes.push(off(src) + i);
                     }
                 }
-                let x = if axes.is_empty() {
-                    x
-                } else {
-                    x.sum_keepdim(axes)?
+                // The host sum on untracked CPU values (it builds no autograd node).
+                let run = axes.windows(2).all(|w| w[1] == w[0] + 1)
+                    && host::is_host_float(&x)
+                    && !x.track_op();
+                let x = match (axes.first(), x.dtype()) {
+                    (None, _) => x,
+                    (Some(&a), DType::F32) if run => {
+                        host::sum_axes_keepdim::<f32>(&x, a, axes.len())?
+                    }
+                    (Some(&a), DType::F64) if run => {
+                        host::sum_axes_keepdim::<f64>(&x, a, axes.len())?
+                    }
+                    _ => x.sum_keepdim(axes)?,
                 };
                 x.reshape(out_dims.as_slice())?
             }
