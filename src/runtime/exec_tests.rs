@@ -1092,13 +1092,13 @@ fn functions_called_together_give_what_each_gives_alone() {
 #[test]
 fn swish_and_sigmoid_on_eight_lanes_give_the_bits_of_four() {
     let xs: Vec<f32> = (0..1003).map(|i| (i as f32 - 501.0) * 0.2).collect();
-    let run = |f: &dyn Fn(&[f32], &mut [f32], &mut [f32])| {
+    let run = |f: fn(&[f32], &mut [f32], &mut [f32])| {
         let (mut sw, mut sg) = (vec![0f32; xs.len()], vec![0f32; xs.len()]);
         f(&xs, &mut sw, &mut sg);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         (bits(&sw), bits(&sg))
     };
-    let (lanes, dispatched) = (run(&swish_sigmoid_lanes), run(&swish_sigmoid_f32));
+    let (lanes, dispatched) = (run(swish_sigmoid_lanes), run(swish_sigmoid_f32));
     assert_eq!(lanes, dispatched);
     let sg = f32::from_bits(lanes.1[600]);
     let x = xs[600];
