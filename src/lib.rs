@@ -53,6 +53,24 @@ pub fn compile_source(
     Ok((spec, program))
 }
 
+/// The `.yaml` files of these repository directories (`specs`, `tests/cases/ok`, ...), each
+/// directory's sorted, for tests.
+#[cfg(test)]
+pub(crate) fn repo_spec_paths(dirs: &[&str]) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    for dir in dirs {
+        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let mut here: Vec<_> = entries
+            .map(|e| e.expect("directory entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        here.sort();
+        paths.extend(here);
+    }
+    paths
+}
+
 /// Compiles a spec file of this repository (`rel` from its root), for tests; panics with the
 /// rendered diagnostics when it does not compile.
 #[cfg(test)]

@@ -952,21 +952,6 @@ fn spec_inputs(
         .collect()
 }
 
-fn spec_paths(dirs: &[&str]) -> Vec<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut paths = Vec::new();
-    for dir in dirs {
-        let mut here: Vec<_> = std::fs::read_dir(root.join(dir))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        here.sort();
-        paths.extend(here);
-    }
-    paths
-}
-
 /// Lowers and derives the sampler gradients (with `full`, runs every derivation pass instead), then
 /// checks each sampler gradient present. With `full`, only the gradients that need the other passes
 /// (the marginal energy of the conjugacy pass) are checked numerically; the others are the same
@@ -979,7 +964,7 @@ fn check_specs(dirs: &[&str], full: bool) {
         ("marginal_energy", "marginal_energy_grad"),
     ];
     let mut checked = 0;
-    for path in spec_paths(dirs) {
+    for path in crate::repo_spec_paths(dirs) {
         let text = std::fs::read_to_string(&path).unwrap();
         let source = crate::source::SourceFile::new(path.display().to_string(), text);
         let spec = crate::check_source(&source).unwrap_or_else(|d| {

@@ -5,7 +5,7 @@
 use super::validate;
 use crate::check::Shape;
 use crate::ir::{Builder, DType, Function, Node, NodeId, Op, Program, Unary};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn b(dims: &[usize]) -> Shape {
     Shape::batched(dims.to_vec())
@@ -454,18 +454,7 @@ fn where_shapes() {
 
 /// `specs/`, `specs/variants/`, `tests/cases/ok/`.
 fn spec_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    for dir in ["specs", "specs/variants", "tests/cases/ok"] {
-        for entry in std::fs::read_dir(root.join(dir)).expect("spec directory is readable") {
-            let path = entry.expect("directory entry").path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    crate::repo_spec_paths(&["specs", "specs/variants", "tests/cases/ok"])
 }
 
 #[test]

@@ -14,18 +14,7 @@ fn root() -> &'static Path {
 
 /// Every spec that must lower: `specs/`, `specs/variants/`, `tests/cases/ok/`.
 fn spec_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in ["specs", "specs/variants", "tests/cases/ok"] {
-        let entries = std::fs::read_dir(root().join(dir)).expect("spec directory is readable");
-        for entry in entries {
-            let path = entry.expect("directory entry").path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    crate::repo_spec_paths(&["specs", "specs/variants", "tests/cases/ok"])
 }
 
 fn check(path: &Path) -> CheckedSpec {

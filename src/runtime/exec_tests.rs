@@ -57,30 +57,14 @@ fn agree(got: &eval::Tensor, want: &eval::Tensor, tol: f64, what: &str) -> f64 {
 }
 
 fn spec_paths() -> Vec<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut paths = Vec::new();
-    for dir in ["specs", "specs/variants"] {
-        let mut here: Vec<_> = std::fs::read_dir(root.join(dir))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        here.sort();
-        paths.extend(here);
-    }
-    paths
+    crate::repo_spec_paths(&["specs", "specs/variants"])
 }
 
+/// [`crate::compile_repo_spec`] of a path under the repository root.
 fn compile(path: &std::path::Path) -> (crate::check::CheckedSpec, Program) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let source = crate::source::SourceFile::new(path.display().to_string(), text);
-    crate::compile_source(&source).unwrap_or_else(|d| {
-        panic!(
-            "{} should compile:\n{}",
-            path.display(),
-            d.render(crate::diag::RenderStyle::Plain)
-        )
-    })
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    crate::compile_repo_spec(&rel.to_string_lossy())
 }
 
 /// Arguments of `f`: onehot symbols one-hot, observed data uniform inside their range, everything
