@@ -273,6 +273,29 @@ impl Executor {
         Ok(outs.swap_remove(0).1)
     }
 
+    /// The outputs `names` of `function`, in that order, from one evaluation of it (e.g. a chain
+    /// that traces the function's `value` beside its gradient).
+    pub fn call_outputs(
+        &self,
+        function: &str,
+        names: &[&str],
+        inputs: &[(&str, &Tensor)],
+        params: &ParamMode,
+    ) -> Result<Vec<Tensor>> {
+        let mut outs = self.call(function, inputs, params)?;
+        names
+            .iter()
+            .map(|name| {
+                let at = outs.iter().position(|(n, _)| n == name).ok_or_else(|| {
+                    RuntimeError::NoFunction {
+                        name: format!("{function} (output `{name}`)"),
+                    }
+                })?;
+                Ok(outs.swap_remove(at).1)
+            })
+            .collect()
+    }
+
     /// The first output of each of `functions`, evaluated in one pass: the nodes they share (the
     /// IR shares a network's layers between, e.g., `prior_log_density` and `classifier` on the
     /// same z) are computed once, and on the tape their gradients flow through one graph.

@@ -234,16 +234,11 @@ impl Chain<'_> {
             let mut inputs: Vec<(&str, &Tensor)> = target.given.to_vec();
             inputs.push((target.moved, &x));
             let g = if self.trace {
-                let mut outs = self.exec.call(target.grad_fn, &inputs, self.params)?;
-                let mut take = |name: &str| {
-                    let at = outs.iter().position(|(n, _)| n == name).ok_or_else(|| {
-                        super::error::RuntimeError::NoFunction {
-                            name: format!("{} (output `{name}`)", target.grad_fn),
-                        }
-                    })?;
-                    Ok::<_, super::error::RuntimeError>(outs.swap_remove(at).1)
-                };
-                let value = take("value")?;
+                let names = ["value", grad_name.as_str()];
+                let outs = self
+                    .exec
+                    .call_outputs(target.grad_fn, &names, &inputs, self.params)?;
+                let [value, g]: [Tensor; 2] = outs.try_into().expect("the two outputs asked for");
                 value_sums.push(
                     value
                         .to_dtype(DType::F64)
@@ -251,7 +246,7 @@ impl Chain<'_> {
                         .and_then(|v| v.to_scalar::<f64>())
                         .ctx("chain value")?,
                 );
-                take(&grad_name)?
+                g
             } else {
                 // Only the gradient: the function's `value` would be computed and thrown away.
                 self.exec
@@ -307,7 +302,7 @@ fn block_thread(i: usize) -> Arc<rayon::ThreadPool> {
     pools[i].clone()
 }
 
-/// One Langevin update `z + (drift·g + ε)` with ε ~ N(0, noise²), row r of z drawing from
+/// One chain update `z + (drift·g + ε)` with ε ~ N(0, noise²), row r of z drawing from
 /// `streams[r]`. On the CPU (f32/f64) it is one pass over host memory that draws the noise as it
 /// goes; elsewhere the same arithmetic as tensor ops. Both give the same bits for the same streams.
 pub fn update(
@@ -320,7 +315,7 @@ pub fn update(
     assert_eq!(
         z.dims(),
         g.dims(),
-        "internal error: langevin gradient of another shape"
+        "internal error: chain gradient of another shape"
     );
     assert_eq!(
         z.dims().first(),

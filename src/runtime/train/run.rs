@@ -129,16 +129,10 @@ pub fn choose_threads(spec: &CheckedSpec, budget: usize) -> Threads {
         )
     });
     let budget = budget.max(1);
-    if features <= 256 || !convolutional {
-        Threads {
-            ops: 1,
-            chains: budget,
-        }
-    } else {
-        Threads {
-            ops: budget,
-            chains: budget,
-        }
+    let image_convolutions = features > 256 && convolutional;
+    Threads {
+        ops: if image_convolutions { budget } else { 1 },
+        chains: budget,
     }
 }
 
