@@ -86,9 +86,9 @@ pub enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
-        /// CPU threads (default: every core). Models of dense layers only or of small inputs such as
-        /// the 8×8 digits run each op on one thread and split their Langevin chains' rows over the
-        /// threads; convolutional models use them inside each op.
+        /// CPU threads (default: every core). Every sampler chain splits its rows over them;
+        /// convolutional models also use them inside each op outside the chains, models of dense
+        /// layers only or of small inputs such as the 8×8 digits run each op on one thread.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
     },
