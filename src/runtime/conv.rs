@@ -32,6 +32,7 @@
 
 mod blocked;
 mod implicit;
+mod scatter;
 
 use super::gemm::{View, product};
 use super::host::{
@@ -77,6 +78,46 @@ impl Geom {
 
 /// Work per rayon task, in element operations; below this the split costs more than it saves.
 const GRAIN: usize = 1 << 15;
+
+/// `dst[i] = src[i·stride]` for every `i` of `dst` (phase planes are every `stride`-th pixel).
+fn copy_strided_from<T: Copy>(dst: &mut [T], src: &[T], stride: usize) {
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        // Whole pairs where they exist: LLVM turns this loop into shuffles, not `step_by`'s.
+        2 => {
+            let (pairs, last) = dst.split_at_mut(dst.len().min(src.len() / 2));
+            for (d, p) in pairs.iter_mut().zip(src.chunks_exact(2)) {
+                *d = p[0];
+            }
+            debug_assert!(last.len() <= 1, "copy_strided_from: src too short");
+            if let Some(d) = last.first_mut() {
+                *d = src[2 * pairs.len()];
+            }
+        }
+        _ => {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = src[i * stride];
+            }
+        }
+    }
+}
+
+/// `dst[i·stride] = src[i]` for every `i` of `src`.
+fn copy_strided_to<T: Copy>(dst: &mut [T], stride: usize, src: &[T]) {
+    match stride {
+        1 => dst[..src.len()].copy_from_slice(src),
+        2 => {
+            for (p, v) in dst.chunks_mut(2).zip(src) {
+                p[0] = *v;
+            }
+        }
+        _ => {
+            for (i, v) in src.iter().enumerate() {
+                dst[i * stride] = *v;
+            }
+        }
+    }
+}
 
 /// `cols[(n, i, j), (c, ki, kj)] = big[n, c, i·s − p + ki, j·s − p + kj]` (0 outside).
 fn im2col<T: WithDType>(g: &Geom, big: &[T]) -> Vec<T> {
@@ -400,16 +441,28 @@ impl Conv {
     }
 
     /// Whether the blocked path's forward product of `g` takes [`implicit`] GEMMs.
-    fn takes_implicit(&self, g: &Geom) -> bool {
-        self.implicit.unwrap_or_else(|| implicit::applies(g))
+    fn takes_implicit<T: HostFloat>(&self, g: &Geom, o: usize) -> bool {
+        self.implicit
+            .unwrap_or_else(|| implicit::applies::<T>(g, o))
+    }
+
+    /// Whether the blocked path's scatter product of `g` (with `o` small channels) takes
+    /// [`scatter`]'s shifted sums: where they pay, or where forced and `T` has the kernel.
+    fn takes_scatter<T: HostFloat>(&self, g: &Geom, o: usize) -> bool {
+        match self.implicit {
+            None => scatter::applies::<T>(g, o),
+            Some(forced) => forced && T::shifted_kernel().is_some(),
+        }
     }
 
     /// The forward pass of [`blocked`], with the bias (when given) added inside the tasks.
     fn forward_blocked<T: HostFloat>(&self, xs: &[T], wm: View<T>, bias: Option<&[T]>) -> Vec<T> {
         let g = self.geom(self.n);
-        if self.transposed {
+        if self.transposed && self.takes_scatter::<T>(&g, wm.rows) {
+            scatter::gemm_scatter(&g, xs, wm, bias)
+        } else if self.transposed {
             blocked::gemm_scatter(&g, self.block_elems, xs, wm, bias)
-        } else if self.takes_implicit(&g) {
+        } else if self.takes_implicit::<T>(&g, wm.rows) {
             implicit::gather_gemm(&g, xs, wm, bias)
         } else {
             blocked::gather_gemm(&g, self.block_elems, xs, wm.t(), bias)
@@ -431,10 +484,12 @@ impl Conv {
             // The large image and the small grid: (gy, x) transposed, (x, gy) otherwise.
             let (big, small) = if self.transposed { (gs, xs) } else { (xs, gs) };
             let dx = want_x.then(|| {
-                if self.transposed && self.takes_implicit(&g) {
+                if self.transposed && self.takes_implicit::<T>(&g, wm.rows) {
                     implicit::gather_gemm(&g, gs, wm, None)
                 } else if self.transposed {
                     blocked::gather_gemm(&g, self.block_elems, gs, wm.t(), None)
+                } else if self.takes_scatter::<T>(&g, wm.rows) {
+                    scatter::gemm_scatter(&g, gs, wm, None)
                 } else {
                     blocked::gemm_scatter(&g, self.block_elems, gs, wm, None)
                 }
@@ -992,6 +1047,10 @@ mod tests {
                 &want,
             );
             assert!(d < 1e-4, "f32 {case:?}: max diff {d:e}");
+            for ch in PATHS {
+                let d = max_diff(&convt(&x32, &w32, s, p, op, ch), &want);
+                assert!(d < 1e-4, "f32 {case:?}, path {ch:?}: max diff {d:e}");
+            }
         }
     }
 
@@ -1016,6 +1075,14 @@ mod tests {
             let want = x32.conv2d(&w32, p, s, 1, 1).unwrap();
             let d = max_diff(&conv2d(&x32, &w32, None, s, p).unwrap(), &want);
             assert!(d < 1e-4, "f32 {:?}: max diff {d:e}", conv_cases()[i]);
+            for ch in PATHS {
+                let d = max_diff(&conv(&x32, &w32, s, p, ch), &want);
+                assert!(
+                    d < 1e-4,
+                    "f32 {:?}, path {ch:?}: max diff {d:e}",
+                    conv_cases()[i]
+                );
+            }
         }
     }
 
@@ -1028,10 +1095,11 @@ mod tests {
         xs: &[usize],
         ws: &[usize],
         c_out: usize,
-        seed: u64,
+        (seed, dtype): (u64, DType),
         track: (bool, bool),
         what: &str,
     ) {
+        let rand = |shape: &[usize], seed| rand(shape, seed).to_dtype(dtype).unwrap();
         let x = Var::from_tensor(&rand(xs, seed)).unwrap();
         let w = Var::from_tensor(&rand(ws, seed + 1)).unwrap();
         let b = Var::from_tensor(&rand(&[c_out], seed + 2)).unwrap();
@@ -1058,7 +1126,12 @@ mod tests {
             match (a, e) {
                 (Some(a), Some(e)) => {
                     let d = max_diff(a, e);
-                    assert!(d < 1e-10, "{what}: d/d{name} differs by {d:e}");
+                    // f32: relative to the gradient's size (sums of up to a few thousand terms).
+                    let tol = match dtype {
+                        DType::F64 => 1e-10,
+                        _ => 1e-5 * (1.0 + max_diff(e, &e.zeros_like().unwrap())),
+                    };
+                    assert!(d < tol, "{what}, {dtype:?}: d/d{name} differs by {d:e}");
                 }
                 (None, None) => {}
                 _ => panic!("{what}: d/d{name} is present in one gradient store only"),
@@ -1070,6 +1143,14 @@ mod tests {
 
     const TRACKS: [(bool, bool); 3] = [(true, true), (true, false), (false, true)];
 
+    /// Every path in both dtypes: f32 takes the shifted-sum kernel where the CPU has it.
+    fn paths_and_dtypes() -> impl Iterator<Item = (usize, (Path, DType))> {
+        PATHS
+            .into_iter()
+            .flat_map(|p| [(p, DType::F64), (p, DType::F32)])
+            .enumerate()
+    }
+
     #[test]
     fn conv_transpose2d_gradients_match_candle() {
         for (i, &(n, ci, co, h, k, s, p, op)) in convt_cases().iter().enumerate() {
@@ -1078,7 +1159,7 @@ mod tests {
                 // conv2d of the gradient does not give back the input's size).
                 continue;
             }
-            for (j, ch) in PATHS.into_iter().enumerate() {
+            for (j, (ch, dtype)) in paths_and_dtypes() {
                 let track = TRACKS[(i + j) % 3];
                 grads_agree(
                     |x, w| convt(x, w, s, p, op, ch),
@@ -1086,7 +1167,7 @@ mod tests {
                     &[n, ci, h, h],
                     &[ci, co, k, k],
                     co,
-                    1000 + 4 * i as u64,
+                    (1000 + 4 * i as u64, dtype),
                     track,
                     &format!(
                         "convT {:?}, path {ch:?}, tracked {track:?}",
@@ -1100,7 +1181,7 @@ mod tests {
     #[test]
     fn conv2d_gradients_match_candle() {
         for (i, &(n, ci, co, h, k, s, p)) in conv_cases().iter().enumerate() {
-            for (j, ch) in PATHS.into_iter().enumerate() {
+            for (j, (ch, dtype)) in paths_and_dtypes() {
                 let track = TRACKS[(i + j) % 3];
                 grads_agree(
                     |x, w| conv(x, w, s, p, ch),
@@ -1108,7 +1189,7 @@ mod tests {
                     &[n, ci, h, h],
                     &[co, ci, k, k],
                     co,
-                    5000 + 4 * i as u64,
+                    (5000 + 4 * i as u64, dtype),
                     track,
                     &format!(
                         "conv2d {:?}, path {ch:?}, tracked {track:?}",
@@ -1217,6 +1298,29 @@ mod tests {
         let l: f64 = ia.iter().zip(&b).map(|(u, v)| u * v).sum();
         let r: f64 = cb.iter().zip(&a).map(|(u, v)| u * v).sum();
         assert!((l - r).abs() < 1e-12, "{l} vs {r}");
+    }
+
+    #[test]
+    fn strided_copies_match_their_definition() {
+        let src: Vec<u32> = (0..23).collect();
+        for stride in 1..=3 {
+            for len in 0..=src.len().div_ceil(stride) {
+                let mut dst = vec![99; len];
+                copy_strided_from(&mut dst, &src, stride);
+                let want: Vec<u32> = (0..len).map(|i| src[i * stride]).collect();
+                assert_eq!(dst, want, "from, stride {stride}, {len} values");
+                let mut back = vec![99; (len.max(1) - 1) * stride + 1];
+                copy_strided_to(&mut back, stride, &want);
+                for (i, v) in back.iter().enumerate() {
+                    let want = if i % stride == 0 && i / stride < len {
+                        src[i]
+                    } else {
+                        99
+                    };
+                    assert_eq!(*v, want, "to, stride {stride}, {len} values, at {i}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Host-memory access to CPU tensors, for the fused loops that replace chains of candle ops on the
 //! CPU (Langevin update, Adam, swish, leaky ReLU, im2col). Other devices keep the tensor ops.
 
+use super::shifted;
 use candle_core::{CpuStorage, Device, Layout, Result, Shape, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -172,11 +173,21 @@ pub fn is_host_float(t: &Tensor) -> bool {
 /// The float dtypes of the host loops, with the operations `WithDType` lacks.
 pub trait HostFloat: WithDType + Neg<Output = Self> {
     fn sqrt(self) -> Self;
+
+    /// [`shifted::sum`] where this type has a kernel on this CPU; `None`: the caller computes such
+    /// sums with GEMMs.
+    fn shifted_kernel() -> Option<shifted::Kernel<Self>> {
+        None
+    }
 }
 
 impl HostFloat for f32 {
     fn sqrt(self) -> Self {
         f32::sqrt(self)
+    }
+
+    fn shifted_kernel() -> Option<shifted::Kernel<f32>> {
+        shifted::available().then_some(shifted::sum as shifted::Kernel<f32>)
     }
 }
 

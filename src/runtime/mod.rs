@@ -22,6 +22,7 @@ pub mod report;
 pub mod rng;
 pub mod rundir;
 pub mod sampler;
+pub mod shifted;
 pub mod train;
 
 /// The bit patterns of a tensor's values (as f64), for tests that compare two computations bit for bit.
