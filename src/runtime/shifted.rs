@@ -81,9 +81,13 @@ pub fn sum(out: &mut [f32], rows: usize, positions: usize, w: &[f32], src: &[f32
     // SAFETY: AVX-512F was detected; the asserts above keep every load and store in bounds.
     unsafe {
         if t == WIDE {
-            avx512::sum::<8, 3>(out, rows, positions, w, src, offs)
+            avx512::sum::<{ WIDE.rows }, { WIDE.positions / 16 }>(
+                out, rows, positions, w, src, offs,
+            )
         } else {
-            avx512::sum::<1, 8>(out, rows, positions, w, src, offs)
+            avx512::sum::<{ TALL.rows }, { TALL.positions / 16 }>(
+                out, rows, positions, w, src, offs,
+            )
         }
     };
 }

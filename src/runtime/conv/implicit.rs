@@ -33,25 +33,12 @@ const MIN_KEPT_KERNEL: f64 = 0.5;
 
 /// Images per group of the crate's GEMMs: their runs and products stay in the L2 cache.
 const GROUP: usize = 8;
-/// The [`shifted`] kernel's tasks take as many images as fit their phase planes and sums into
-/// this many values (512 KiB in f32, half the dev machine's L2 cache per core): few images leave
-/// most of the last block of positions unused (on the CEBM's 3 × 3 layer, 4 images fill 36 of
-/// 96).
-const KERNEL_TASK_VALUES: usize = 1 << 17;
-
-/// Images per task of the [`shifted`] kernel with `o` output channels: within
-/// [`KERNEL_TASK_VALUES`], and at least one task per thread. The kernel's sums do not depend on
-/// how the images are grouped.
+/// Images per task of the [`shifted`] kernel with `o` output channels: its phase planes and
+/// sums per image.
 fn kernel_images_per_task(g: &Geom, o: usize) -> usize {
     let pl = Planes::new(g, 1, 0);
     let rows = o.next_multiple_of(shifted::tile(o).rows);
-    let per_image = ((g.s * g.s * g.c + rows) * pl.u * pl.v).max(1);
-    let by_cache = (KERNEL_TASK_VALUES / per_image).max(1);
-    let tasks =
-        g.n.div_ceil(by_cache)
-            .max(rayon::current_num_threads())
-            .max(1);
-    g.n.div_ceil(tasks).max(1)
+    super::kernel_images_per_task(g.n, (g.s * g.s * g.c + rows) * pl.u * pl.v)
 }
 
 /// The layout of one task's phase planes.

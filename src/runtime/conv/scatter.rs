@@ -17,6 +17,7 @@
 
 use super::add_bias_in_place;
 use super::{Geom, copy_strided_to};
+use crate::runtime::gemm::View;
 use crate::runtime::host::{HostFloat, par_chunks_filled};
 use crate::runtime::shifted;
 
@@ -33,9 +34,6 @@ const MIN_KEPT: f64 = 0.8;
 /// 0.83 ms per chain call instead of 1.5, the lebm_mnist generator's last layer (16) 0.86
 /// instead of 0.47.
 const MAX_ONE_ROW_COLUMNS: usize = 15;
-/// Tasks take as many images as fit their padded small grids and one phase's sums into this
-/// many values (512 KiB in f32, half the dev machine's L2 cache per core).
-const TASK_VALUES: usize = 1 << 17;
 
 /// The padded small grid and the phases' positions.
 struct Padded {
@@ -103,17 +101,10 @@ fn padded_rows(g: &Geom) -> usize {
     g.c.next_multiple_of(shifted::tile(g.c).rows)
 }
 
-/// Images per task: within [`TASK_VALUES`], and at least one task per thread.
+/// Images per task: their padded small grids (`o` channels) and one phase's sums per image.
 fn images_per_task(g: &Geom, o: usize) -> usize {
     let pl = Padded::new(g, 1);
-    let rows = padded_rows(g);
-    let per_image = (o * pl.hi * pl.wp + rows * pl.hi * pl.wp).max(1);
-    let by_cache = (TASK_VALUES / per_image).max(1);
-    let tasks =
-        g.n.div_ceil(by_cache)
-            .max(rayon::current_num_threads())
-            .max(1);
-    g.n.div_ceil(tasks).max(1)
+    super::kernel_images_per_task(g.n, (o + padded_rows(g)) * pl.hi * pl.wp)
 }
 
 /// Whether [`gemm_scatter`] computes `g`'s product (with `o` small channels) for `T`.
@@ -141,7 +132,7 @@ pub(super) fn applies<T: HostFloat>(g: &Geom, o: usize) -> bool {
 pub(super) fn gemm_scatter<T: HostFloat>(
     g: &Geom,
     small: &[T],
-    w: crate::runtime::gemm::View<T>,
+    w: View<T>,
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let sum = T::shifted_kernel().expect("scatter::applies checks for the kernel");
@@ -210,14 +201,13 @@ fn write_phase<T: HostFloat>(
     if v0 == v1 {
         return;
     }
-    let plane = g.hb * g.wb;
+    let (plane, q0) = (g.hb * g.wb, g.s * v0 + b - g.p);
     for n in 0..images {
         for c in 0..g.c {
             let dst = &mut big[(n * g.c + c) * plane..][..plane];
             for u in u0..u1 {
                 let src = &acc[c * pl.positions + (n * pl.hi + u) * pl.wp..];
                 let row = (g.s * u + a - g.p) * g.wb;
-                let q0 = g.s * v0 + b - g.p;
                 copy_strided_to(&mut dst[row + q0..row + g.wb], g.s, &src[v0..v1]);
             }
         }
